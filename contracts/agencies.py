@@ -1,0 +1,27 @@
+"""Who takes part in a route. Agencies are open-ended data, not an enum: a new agency plugs
+in by appearing in the procedure catalog and subscribing to its handoff topic."""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+from pydantic import Field
+
+Agency = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,39}$", examples=["land_registry"])]
+"""An agency's machine name: lower-case, also used in topic names and CloudEvents sources."""
+
+ONE_STOP: Final = "one_stop"
+"""The one-stop desk (bộ phận một cửa), run by the intake service."""
+LAND_REGISTRY: Final = "land_registry"
+"""The land registry office (văn phòng đăng ký đất đai)."""
+TAX: Final = "tax"
+"""The tax authority (chi cục thuế)."""
+NOTIFICATION: Final = "notification"
+"""The service that writes to citizens."""
+CITIZEN: Final = "citizen"
+"""Not an agency: the applicant, whose steps (paying) pause the clock."""
+
+
+def source_uri(agency: str) -> str:
+    """The CloudEvents ``source`` of everything an agency publishes."""
+    return f"/vn/gov/agencies/{agency}"

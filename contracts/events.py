@@ -1,0 +1,162 @@
+"""Every event the services exchange, one pydantic model per event version.
+
+Events are facts, so they are named in the past tense and frozen. Each class carries its
+CloudEvents type name (``TYPE``), which ends in the major version: a breaking change is a new
+class with a new type name, never an edit of an old one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.agencies import Agency
+
+
+class Contract(BaseModel):
+    """Base of every payload: frozen, and strict about unknown fields so typos surface."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Applicant(Contract):
+    """The citizen (or organisation) who filed the dossier and receives every notice."""
+
+    full_name: str = Field(min_length=1, max_length=200, examples=["Nguyễn Văn An"])
+    id_number: str = Field(
+        pattern=r"^[0-9]{9}([0-9]{3})?$",
+        description="Citizen identity card number (12 digits) or old ID (9 digits).",
+        examples=["079088001234"],
+    )
+    phone: str = Field(pattern=r"^\+?[0-9]{9,12}$", examples=["0912345678"])
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", examples=["an.nguyen@example.vn"])
+
+
+class DossierEvent(Contract):
+    """Common shape: every event is about one dossier, whose id is the Kafka record key."""
+
+    TYPE: ClassVar[str]
+    """CloudEvents ``type``: reverse-DNS name ending in the major version."""
+
+    dossier_id: str = Field(min_length=1, max_length=64, examples=["HS-2026-000123"])
+
+
+class DossierReceived(DossierEvent):
+    """The one-stop desk accepted a complete dossier and issued the receipt slip."""
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.received.v1"
+
+    procedure_code: str
+    procedure_name: str
+    level: Literal["city", "ward"]
+    applicant: Applicant
+    documents: list[str]
+    received_at: datetime
+    appointment_at: datetime = Field(description="When the result is promised (receipt slip).")
+    statutory_limit_days: Decimal
+    fees_vnd: int = Field(ge=0)
+    return_place: str
+
+
+class DossierHandedOver(DossierEvent):
+    """The dossier was handed to an agency for one step of its route (one slip row).
+
+    Carries what the receiving agency needs to do its step: the procedure details and the
+    results of earlier steps, so no agency has to read another agency's database.
+    """
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.handed_over.v1"
+
+    procedure_code: str
+    step_index: int = Field(ge=0)
+    from_agency: Agency
+    to_agency: Agency
+    action: str
+    budget_days: Decimal = Field(ge=0, description="Working days the step may take.")
+    sent_at: datetime
+    due_at: datetime
+    applicant: Applicant
+    details: dict[str, Any]
+    results: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Outputs of earlier steps, keyed by action."
+    )
+
+
+class StepCompleted(DossierEvent):
+    """An agency finished its step; the one-stop desk routes the dossier on from here."""
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.step_completed.v1"
+
+    step_index: int = Field(ge=0)
+    agency: Agency
+    action: str
+    outcome: Literal["done", "rejected"]
+    received_at: datetime = Field(description="When the agency took the dossier in.")
+    completed_at: datetime
+    note: str = ""
+    result: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def answering(
+        cls,
+        handover: DossierHandedOver,
+        *,
+        outcome: Literal["done", "rejected"],
+        received_at: datetime,
+        completed_at: datetime,
+        note: str = "",
+        result: dict[str, Any] | None = None,
+    ) -> StepCompleted:
+        """The completion of the step ``handover`` assigned."""
+        return cls(
+            dossier_id=handover.dossier_id,
+            step_index=handover.step_index,
+            agency=handover.to_agency,
+            action=handover.action,
+            outcome=outcome,
+            received_at=received_at,
+            completed_at=completed_at,
+            note=note,
+            result=result or {},
+        )
+
+
+class PaymentNoticeIssued(DossierEvent):
+    """The tax authority assessed the financial obligations and notified the citizen."""
+
+    TYPE: ClassVar[str] = "vn.gov.tax.payment_notice_issued.v1"
+
+    notice_number: str
+    applicant: Applicant
+    taxable_value_vnd: int = Field(ge=0)
+    registration_fee_vnd: int = Field(ge=0, description="Lệ phí trước bạ, 0.5% of the value.")
+    personal_income_tax_vnd: int = Field(ge=0, description="Thuế TNCN, 2% of the price.")
+    total_vnd: int = Field(ge=0)
+    issued_at: datetime
+    pay_by: datetime
+
+
+class DossierReturned(DossierEvent):
+    """The one-stop desk returned the result (or the refusal) to the citizen."""
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.returned.v1"
+
+    procedure_code: str
+    procedure_name: str
+    applicant: Applicant
+    outcome: Literal["approved", "rejected"]
+    returned_at: datetime
+    appointment_at: datetime
+    on_time: bool
+    summary: str
+    result: dict[str, Any] = Field(default_factory=dict)
+
+
+EVENT_TYPES: dict[str, type[DossierEvent]] = {
+    cls.TYPE: cls
+    for cls in (DossierReceived, DossierHandedOver, StepCompleted, PaymentNoticeIssued, DossierReturned)
+}
+"""Every event type a reader may meet, by CloudEvents type name."""

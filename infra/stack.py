@@ -1,0 +1,224 @@
+"""The whole system on one machine: Kafka, Postgres and every service as real processes.
+
+``make run`` uses it in the foreground; the end-to-end tests use the same class, so what
+the tests prove is what a user runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infra.kafka import KafkaNode, ensure_jars
+from infra.postgres import EmbeddedPostgres, database_url_or_embedded
+
+SERVICES: dict[str, int] = {
+    "intake": 8000,
+    "land_registry": 8001,
+    "tax": 8002,
+    "notification": 8003,
+}
+"""Every service and its default port (``<SERVICE>_PORT`` overrides it)."""
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class StackError(RuntimeError):
+    """A component did not come up; the message carries its log's tail."""
+
+
+@dataclass
+class ServiceProcess:
+    """One running service."""
+
+    name: str
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the service's HTTP side."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, lines: int = 30) -> str:
+        """Last lines of the service's log, for error messages."""
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class Stack:
+    """Kafka + Postgres + the four services, started in order and stopped in reverse."""
+
+    run_dir: Path
+    kafka_port: int = 9092
+    controller_port: int = 9093
+    ports: dict[str, int] = field(default_factory=lambda: dict(SERVICES))
+    extra_env: dict[str, str] = field(default_factory=dict)
+    kafka: KafkaNode | None = None
+    postgres: EmbeddedPostgres | None = None
+    bootstrap_servers: str = ""
+    database_url: str = ""
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def start(self, *, services: bool = True) -> None:
+        """Start everything (or only Kafka and Postgres) and wait until each is ready."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.start_infrastructure()
+        if services:
+            for name in self.ports:
+                self.start_service(name)
+            for name in self.ports:
+                self.wait_healthy(name)
+
+    def start_infrastructure(self) -> None:
+        """Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set) and Postgres (unless DATABASE_URL)."""
+        existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if existing:
+            self.bootstrap_servers = existing
+        else:
+            _say("Kafka: preparing Apache Kafka jars (cached after the first run)")
+            ensure_jars()
+            self.kafka = KafkaNode(
+                data_dir=self.run_dir / "kafka", port=self.kafka_port, controller_port=self.controller_port
+            )
+            if not self.kafka.is_running():
+                self.kafka.start()
+            self.kafka.wait_ready(timeout=90)
+            self.bootstrap_servers = self.kafka.bootstrap_servers
+        _say(f"Kafka: ready at {self.bootstrap_servers}")
+        self.database_url, self.postgres = database_url_or_embedded(self.run_dir / "postgres")
+        _say("Postgres: ready" + (" (embedded pgserver)" if self.postgres else " (DATABASE_URL)"))
+
+    def env(self) -> dict[str, str]:
+        """The environment every service process gets."""
+        env = dict(os.environ)
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+                "DATABASE_URL": self.database_url,
+                "PYTHONUNBUFFERED": "1",
+                **{f"{name.upper()}_PORT": str(port) for name, port in self.ports.items()},
+                **self.extra_env,
+            }
+        )
+        return env
+
+    def start_service(self, name: str) -> ServiceProcess:
+        """Start one service process (again, after a kill) with its log appended."""
+        log_dir = self.run_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        service = self.services.get(name) or ServiceProcess(
+            name=name, port=self.ports[name], log_path=log_dir / f"{name}.log"
+        )
+        with service.log_path.open("ab") as log:
+            service.process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"],
+                cwd=REPO,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop them in order
+            )
+        self.services[name] = service
+        return service
+
+    def wait_healthy(self, name: str, timeout: float = 90) -> None:
+        """Wait until the service's /health says ready; fail with its log if it died."""
+        service = self.services[name]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if service.process is not None and service.process.poll() is not None:
+                raise StackError(f"{name} exited with {service.process.returncode}:\n{service.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{service.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        _say(f"{name}: ready at {service.url}")
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.3)
+        raise StackError(f"{name} not ready after {timeout:.0f}s:\n{service.log_tail()}")
+
+    def stop_service(self, name: str, *, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        """Stop one service: SIGTERM is graceful, SIGKILL simulates a crash."""
+        service = self.services.get(name)
+        if service is None or service.process is None or service.process.poll() is not None:
+            return
+        service.process.send_signal(sig)
+        try:
+            service.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            service.process.kill()
+            service.process.wait(5)
+
+    def stop(self) -> None:
+        """Stop services, then Kafka and Postgres (only what this stack started)."""
+        for name in reversed(list(self.services)):
+            self.stop_service(name)
+        if self.kafka is not None:
+            self.kafka.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
+def _say(message: str) -> None:
+    print(f"[stack] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m infra.stack run``: start everything and wait for Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m infra.stack", description=__doc__)
+    parser.add_argument("command", choices=["run"])
+    parser.add_argument("--run-dir", type=Path, default=REPO / ".run")
+    args = parser.parse_args(argv)
+    ports = {name: int(os.environ.get(f"{name.upper()}_PORT", port)) for name, port in SERVICES.items()}
+    stack = Stack(run_dir=args.run_dir, ports=ports)
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        stack.start()
+        intake = stack.services["intake"].url
+        print(
+            f"\nThe system is running.\n"
+            f"  Intake API:  {intake}  (OpenAPI: {intake}/docs, {intake}/openapi.json)\n"
+            f"  Procedures:  curl {intake}/procedures\n"
+            f"  Kafka:       {stack.bootstrap_servers}\n"
+            f"  Logs:        {args.run_dir / 'logs'}\n"
+            f"Press Ctrl-C to stop.",
+            flush=True,
+        )
+        while not stopping:
+            for service in stack.services.values():
+                if service.process is not None and service.process.poll() is not None:
+                    _say(f"{service.name} exited ({service.process.returncode}); restarting")
+                    stack.start_service(service.name)
+            time.sleep(1)
+    except StackError as exc:
+        print(f"[stack] {exc}", file=sys.stderr)
+        return 1
+    finally:
+        with contextlib.suppress(Exception):
+            stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Wiring of the intake service (the one-stop desk): settings, catalog, calendar, runtime, API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from fastapi import FastAPI
+
+from contracts import topics
+from contracts.agencies import ONE_STOP
+from services.intake import store
+from services.intake.api import build_router
+from services.intake.domain.catalog import Catalog
+from services.intake.handlers import Desk
+from services.runtime.clock import Clock
+from services.runtime.service import ServiceRuntime, create_service_app
+from services.runtime.settings import ServiceSettings
+from services.runtime.working_days import WorkingDayCalendar
+
+DEFAULT_PORT = 8000
+CATALOG_FILE = Path(__file__).parent / "catalog" / "procedures.yaml"
+
+
+def load_catalog(path: Path = CATALOG_FILE) -> Catalog:
+    """Read and check the procedure catalog file."""
+    return Catalog.from_mapping(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+def create_app(settings: ServiceSettings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    """The intake service as an ASGI app."""
+    settings = settings or ServiceSettings.from_env("intake", default_port=DEFAULT_PORT)
+    catalog = load_catalog()
+    used = [topics.INTAKE_EVENTS]
+    for agency in catalog.agencies():
+        used += [topics.handoffs(agency), topics.agency_events(agency)]
+    runtime = ServiceRuntime(
+        settings=settings, agency=ONE_STOP, migrations=store.MIGRATIONS, topics_used=used, clock=clock
+    )
+    desk = Desk(runtime=runtime, catalog=catalog, calendar=WorkingDayCalendar())
+    desk.register_subscribers()
+    app = create_service_app(
+        runtime,
+        title="One-stop desk (intake)",
+        description="File administrative dossiers, follow them agency by agency, pay, collect.",
+    )
+    app.include_router(build_router(desk))
+    return app

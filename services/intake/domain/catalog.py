@@ -1,0 +1,123 @@
+"""The procedure catalog: procedures, their fees, required documents and routes, as data."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from jsonschema import Draft202012Validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from contracts.agencies import CITIZEN, ONE_STOP, Agency
+
+DESK_ACTIONS = frozenset({"receive", "receive_payment_proof", "certify_copy", "return_result"})
+"""What the one-stop desk does itself, at once, when a route reaches it."""
+
+
+class CatalogError(ValueError):
+    """The catalog file is inconsistent; the message says which procedure and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Step(_Strict):
+    """One step of a route: which agency does what, within how many working days."""
+
+    agency: Agency
+    action: str = Field(pattern=r"^[a-z][a-z_]*$")
+    budget_days: Decimal = Field(ge=0, multiple_of=Decimal("0.5"))
+    counts: bool = True
+    """False for financial-obligation time (the citizen paying), which the limit excludes."""
+
+
+class Fee(_Strict):
+    """A published fee; ``per`` names an integer field of the details to multiply by."""
+
+    name: str
+    amount_vnd: int = Field(ge=0)
+    per: str | None = None
+
+
+class RequiredDocument(_Strict):
+    """A document the applicant must hand in."""
+
+    code: str = Field(pattern=r"^[A-Z][A-Z_]*$")
+    name: str
+
+
+class Procedure(_Strict):
+    """An administrative procedure (thủ tục hành chính) as published."""
+
+    code: str
+    name: str
+    name_en: str
+    level: Literal["city", "ward"]
+    field: str
+    statutory_limit_days: Decimal = Field(gt=0)
+    legal_basis: str
+    return_place: str
+    fees: tuple[Fee, ...]
+    required_documents: tuple[RequiredDocument, ...]
+    steps: tuple[Step, ...]
+    details_schema: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _route_is_sound(self) -> Procedure:
+        counted = sum((s.budget_days for s in self.steps if s.counts), Decimal(0))
+        if counted != self.statutory_limit_days:
+            raise ValueError(
+                f"counted step budgets add up to {counted} working days,"
+                f" but the statutory limit is {self.statutory_limit_days}"
+            )
+        if self.steps[0] != Step(agency=ONE_STOP, action="receive", budget_days=self.steps[0].budget_days):
+            raise ValueError("a route starts with the one-stop desk receiving the dossier")
+        if (self.steps[-1].agency, self.steps[-1].action) != (ONE_STOP, "return_result"):
+            raise ValueError("a route ends with the one-stop desk returning the result")
+        for step in self.steps:
+            if step.agency == ONE_STOP and step.action not in DESK_ACTIONS:
+                raise ValueError(f"the one-stop desk cannot {step.action!r}")
+            if step.agency == CITIZEN and (step.action != "pay" or step.counts):
+                raise ValueError("the citizen's only step is to pay, and it does not count")
+        Draft202012Validator.check_schema(self.details_schema)
+        return self
+
+    def missing_documents(self, documents: list[str]) -> list[str]:
+        """Codes of required documents not handed in."""
+        given = set(documents)
+        return [d.code for d in self.required_documents if d.code not in given]
+
+    def details_errors(self, details: dict[str, Any]) -> list[str]:
+        """Why ``details`` does not match the procedure's schema (empty when it does)."""
+        validator = Draft202012Validator(self.details_schema)
+        return [
+            f"details{''.join(f'[{p!r}]' for p in error.absolute_path)}: {error.message}"
+            for error in sorted(validator.iter_errors(details), key=lambda e: list(e.absolute_path))
+        ]
+
+    def fee_total(self, details: dict[str, Any]) -> int:
+        """Fees due for this dossier, in VND."""
+        return sum(f.amount_vnd * (int(details[f.per]) if f.per else 1) for f in self.fees)
+
+
+class Catalog(_Strict):
+    """All procedures, by code."""
+
+    procedures: tuple[Procedure, ...]
+
+    @classmethod
+    def from_mapping(cls, data: Any) -> Catalog:
+        """Build from parsed YAML/JSON; raise :class:`CatalogError` with a readable reason."""
+        try:
+            return cls.model_validate(data)
+        except ValueError as exc:
+            raise CatalogError(f"procedure catalog is invalid: {exc}") from exc
+
+    def get(self, code: str) -> Procedure | None:
+        """The procedure with ``code``, if published."""
+        return next((p for p in self.procedures if p.code == code), None)
+
+    def agencies(self) -> set[str]:
+        """Every agency a route can reach besides the desk and the citizen."""
+        return {s.agency for p in self.procedures for s in p.steps} - {ONE_STOP, CITIZEN}

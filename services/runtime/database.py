@@ -1,0 +1,85 @@
+"""A service's own Postgres schema: the connection pool and the migrations applied at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One forward-only schema change; ``name`` is recorded once applied and never reused."""
+
+    name: str
+    sql: str
+
+
+RUNTIME_MIGRATIONS = (
+    Migration(
+        "runtime-001-outbox-inbox",
+        """
+        -- Transactional outbox: rows written in the same transaction as the state they announce;
+        -- the relay publishes them in position order and stamps published_at.
+        CREATE TABLE outbox (
+            position     bigserial PRIMARY KEY,
+            event_id     text NOT NULL UNIQUE,
+            event_type   text NOT NULL,
+            topic        text NOT NULL,
+            key          bytea NOT NULL,
+            value        bytea NOT NULL,
+            headers      jsonb NOT NULL,
+            created_at   timestamptz NOT NULL DEFAULT now(),
+            published_at timestamptz
+        );
+        CREATE INDEX outbox_unpublished ON outbox (position) WHERE published_at IS NULL;
+        -- Inbox: one row per (consumer, event) processed, written with the state change, so a
+        -- redelivered event is recognised and skipped.
+        CREATE TABLE inbox (
+            consumer    text NOT NULL,
+            event_id    text NOT NULL,
+            event_type  text NOT NULL,
+            received_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (consumer, event_id)
+        );
+        """,
+    ),
+)
+"""Tables every service has: the outbox and the inbox."""
+
+
+async def create_pool(dsn: str, *, schema: str, size: int) -> asyncpg.Pool:
+    """A pool whose connections see only ``schema`` (created if missing)."""
+    # The schema must exist before search_path can point at it; one short connection does it.
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    finally:
+        await conn.close()
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=size, server_settings={"search_path": schema}
+    )
+    assert pool is not None  # asyncpg types it Optional for its own legacy reasons
+    return pool
+
+
+async def migrate(pool: asyncpg.Pool, *, schema: str, migrations: tuple[Migration, ...]) -> list[str]:
+    """Apply the migrations not yet applied, in order, in one transaction; return their names.
+
+    An advisory lock serialises concurrent starts of the same service.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"migrate:{schema}")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row["name"] for row in await conn.fetch("SELECT name FROM schema_migrations")}
+        applied = []
+        for migration in RUNTIME_MIGRATIONS + migrations:
+            if migration.name in done:
+                continue
+            await conn.execute(migration.sql)
+            await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", migration.name)
+            applied.append(migration.name)
+        return applied

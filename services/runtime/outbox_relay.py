@@ -1,0 +1,115 @@
+"""Publishes committed outbox rows to Kafka, in order, and marks them sent.
+
+At-least-once by construction: a crash after Kafka acknowledged a row but before it was
+marked leaves the row to be sent again, and every consumer's inbox drops the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+IDLE_POLL_SECONDS = 1.0
+"""Fallback poll when no NOTIFY arrives (e.g. the listening connection was lost)."""
+
+
+class OutboxRelay:
+    """The one task per service that moves outbox rows to Kafka.
+
+    Only one relay per schema runs at a time (a Postgres advisory lock), because two relays
+    could interleave one dossier's events and break their order.
+    """
+
+    def __init__(
+        self, *, pool: asyncpg.Pool, producer: AIOKafkaProducer, schema: str, channel: str
+    ) -> None:
+        self._pool = pool
+        self._producer = producer
+        self._schema = schema
+        self._channel = channel
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.published_total = 0
+
+    async def start(self) -> None:
+        """Start relaying in the background."""
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._schema}")
+
+    async def stop(self) -> None:
+        """Stop relaying; rows not yet sent stay in the outbox for the next start."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @property
+    def running(self) -> bool:
+        """True while the relay task is alive (part of the service's health)."""
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._lead()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Postgres or Kafka went away: wait and take the lead again, nothing is lost.
+                log.exception("outbox relay for %s failed; retrying in 1 s", self._schema)
+                await asyncio.sleep(1.0)
+
+    async def _lead(self) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"outbox:{self._schema}")
+            await conn.add_listener(self._channel, self._on_notify)
+            try:
+                while True:
+                    sent = await self.relay_once(conn)
+                    if sent < BATCH_SIZE:
+                        self._wakeup.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wakeup.wait(), IDLE_POLL_SECONDS)
+            finally:
+                await conn.remove_listener(self._channel, self._on_notify)
+                await conn.execute(
+                    "SELECT pg_advisory_unlock(hashtext($1))", f"outbox:{self._schema}"
+                )
+
+    def _on_notify(self, *_: object) -> None:
+        self._wakeup.set()
+
+    async def relay_once(self, conn: asyncpg.Connection) -> int:
+        """Send one batch of unpublished rows; return how many were sent."""
+        rows = await conn.fetch(
+            "SELECT position, topic, key, value, headers FROM outbox"
+            " WHERE published_at IS NULL ORDER BY position LIMIT $1",
+            BATCH_SIZE,
+        )
+        if not rows:
+            return 0
+        # Queue every send before awaiting any: the producer batches them per partition, and
+        # with idempotence on, each partition keeps the order in which they were queued.
+        deliveries = [
+            await self._producer.send(
+                row["topic"],
+                key=row["key"],
+                value=row["value"],
+                headers=[(name, text.encode()) for name, text in json.loads(row["headers"])],
+            )
+            for row in rows
+        ]
+        await asyncio.gather(*deliveries)
+        await conn.execute(
+            "UPDATE outbox SET published_at = now() WHERE position = ANY($1::bigint[])",
+            [row["position"] for row in rows],
+        )
+        self.published_total += len(rows)
+        return len(rows)

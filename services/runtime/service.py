@@ -1,0 +1,227 @@
+"""The shape every service shares: one pool on its own schema, one broker, one outbox relay.
+
+A service is a FastAPI app (for ``/health`` and, for intake, the public API) whose lifespan
+starts and stops a :class:`ServiceRuntime`. Subscribers are registered on the runtime before
+start; each one runs its handler through the same :class:`RecordProcessor` rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import asyncpg
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+
+from contracts import topics
+from contracts.agencies import source_uri
+from contracts.events import DossierEvent
+from services.runtime.clock import Clock, WallClock
+from services.runtime.consumer import DeadLetters, Handler, RecordProcessor
+from services.runtime.database import Migration, create_pool, migrate
+from services.runtime.outbox_relay import OutboxRelay
+from services.runtime.settings import ServiceSettings
+from services.runtime.unit_of_work import UnitOfWork, unit_of_work
+
+log = logging.getLogger(__name__)
+
+
+class ServiceRuntime:
+    """Settings, Postgres pool, Kafka broker and producer, outbox relay and dead letters."""
+
+    def __init__(
+        self,
+        *,
+        settings: ServiceSettings,
+        agency: str,
+        migrations: tuple[Migration, ...],
+        topics_used: Iterable[str],
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = settings.service
+        self.source = source_uri(agency)
+        self.clock: Clock = clock or WallClock()
+        self._migrations = migrations
+        self._topics = {*topics_used, topics.dead_letters(self.name)}
+        self._pool: asyncpg.Pool | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._relay: OutboxRelay | None = None
+        self._dead_letters: DeadLetters | None = None
+        self._outbox_channel = f"outbox_{self.name}"
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap_servers, client_id=self.name, logger=log, graceful_timeout=10
+        )
+        self.processor = RecordProcessor(
+            pool=lambda: self.pool,
+            clock=self.clock,
+            source=self.source,
+            outbox_channel=self._outbox_channel,
+            dead_letters=lambda: self.dead_letters,
+        )
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The service's connection pool (search_path = its own schema)."""
+        if self._pool is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._pool
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        """Where bad records go."""
+        if self._dead_letters is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._dead_letters
+
+    def subscribe(
+        self,
+        topic: str,
+        *,
+        consumer: str,
+        accepts: tuple[type[DossierEvent], ...],
+        handler: Handler,
+    ) -> None:
+        """Run ``handler`` for every event on ``topic`` of the types in ``accepts``.
+
+        ``consumer`` names the Kafka consumer group and the inbox; keep it stable, or
+        the service would read the topic again from the start.
+        """
+
+        # Offsets are committed only after the handler returned, i.e. after the transaction
+        # committed (NACK_ON_ERROR: FastStream's default ACK_FIRST would be at-most-once).
+        @self.broker.subscriber(
+            topic,
+            group_id=consumer,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            auto_offset_reset="earliest",
+            title=f"{consumer}:{topic}",
+        )
+        async def on_record(message: KafkaMessage) -> None:
+            await self.processor.process(
+                message.raw_message, consumer=consumer, accepts=accepts, handler=handler
+            )
+
+    def unit_of_work(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        """A transaction for work that does not start from a Kafka record (an HTTP request)."""
+        return unit_of_work(
+            self.pool, now=self.clock.now(), source=self.source, outbox_channel=self._outbox_channel
+        )
+
+    async def start(self) -> None:
+        """Connect, migrate, create topics, start relaying and consuming."""
+        self._pool = await create_pool(
+            self.settings.database_url, schema=self.name, size=self.settings.db_pool_size
+        )
+        applied = await migrate(self._pool, schema=self.name, migrations=self._migrations)
+        if applied:
+            log.info("%s: applied migrations %s", self.name, ", ".join(applied))
+        await ensure_topics(self.settings.kafka_bootstrap_servers, sorted(self._topics))
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            client_id=f"{self.name}-relay",
+            enable_idempotence=True,  # no duplicates from the producer's own retries
+            linger_ms=2,
+        )
+        await self._producer.start()
+        self._dead_letters = DeadLetters(
+            producer=self._producer, topic=topics.dead_letters(self.name), clock=self.clock
+        )
+        self._relay = OutboxRelay(
+            pool=self._pool, producer=self._producer, schema=self.name, channel=self._outbox_channel
+        )
+        await self._relay.start()
+        await self.broker.start()
+        log.info("%s: started", self.name)
+
+    async def stop(self) -> None:
+        """Stop consuming first, then relaying, then close connections."""
+        await self.broker.stop()
+        if self._relay is not None:
+            await self._relay.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def health(self) -> dict[str, bool]:
+        """Readiness of each dependency; all True means the service can do its work."""
+        checks = {"postgres": False, "kafka": False, "outbox_relay": False}
+        if self._pool is not None:
+            try:
+                async with asyncio.timeout(2):
+                    checks["postgres"] = await self._pool.fetchval("SELECT true") is True
+            except Exception:
+                log.warning("%s: postgres health check failed", self.name, exc_info=True)
+        try:
+            checks["kafka"] = await self.broker.ping(timeout=2)
+        except Exception:
+            log.warning("%s: kafka health check failed", self.name, exc_info=True)
+        checks["outbox_relay"] = self._relay is not None and self._relay.running
+        return checks
+
+
+async def ensure_topics(bootstrap: str, names: list[str]) -> None:
+    """Create the topics a service writes or reads, if missing (idempotent)."""
+    partitions = int(os.environ.get("KAFKA_PARTITIONS", "6"))
+    replication = int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="topic-setup")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(n, num_partitions=partitions, replication_factor=replication) for n in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another service created it between our list and create
+    finally:
+        await admin.close()
+
+
+def create_service_app(runtime: ServiceRuntime, *, title: str, description: str = "") -> FastAPI:
+    """The FastAPI app of a service: lifespan runs the runtime, ``/health`` reports readiness."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, description=description, lifespan=lifespan)
+
+    @app.get("/health", tags=["operations"], summary="Readiness of Kafka and Postgres")
+    async def health() -> JSONResponse:
+        checks = await runtime.health()
+        ready = all(checks.values())
+        return JSONResponse(
+            {"service": runtime.name, "ready": ready, "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    return app
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    """Run a service's app until SIGTERM/SIGINT (graceful: in-flight work finishes)."""
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format=f"%(asctime)s {settings.service} %(levelname)s %(name)s: %(message)s",
+    )
+    # aiokafka logs every rebalance at INFO; keep the service's own lines readable.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")

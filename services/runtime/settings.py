@@ -1,0 +1,49 @@
+"""Configuration every service reads from the environment, with safe local defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+class ConfigurationError(RuntimeError):
+    """A required setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSettings:
+    """Settings of one service process.
+
+    Every service binds to 127.0.0.1 unless told otherwise: these are internal services and
+    exposing one is a deliberate act (``<SERVICE>_HOST=0.0.0.0`` in docker-compose).
+    """
+
+    service: str
+    kafka_bootstrap_servers: str
+    database_url: str
+    host: str
+    port: int
+    db_pool_size: int = 5
+
+    @classmethod
+    def from_env(cls, service: str, *, default_port: int) -> ServiceSettings:
+        """Read ``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL``, ``<SERVICE>_HOST``/``_PORT``."""
+        prefix = service.upper()
+        database_url = os.environ.get("DATABASE_URL", "")
+        if not database_url:
+            raise ConfigurationError(
+                "DATABASE_URL is not set (make run sets it; e.g. postgresql://user@127.0.0.1/db)"
+            )
+        port_text = os.environ.get(f"{prefix}_PORT", str(default_port))
+        try:
+            port = int(port_text)
+        except ValueError as exc:
+            raise ConfigurationError(f"{prefix}_PORT={port_text!r} is not a port number") from exc
+        return cls(
+            service=service,
+            kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            database_url=database_url,
+            host=os.environ.get(f"{prefix}_HOST", "127.0.0.1"),
+            port=port,
+            db_pool_size=int(os.environ.get("DB_POOL_SIZE", "5")),
+        )

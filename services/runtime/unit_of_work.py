@@ -1,0 +1,73 @@
+"""One transaction per consumed event or request: state, inbox row and outbox rows together.
+
+This is what makes a crash harmless: either the state change, the record that the incoming
+event was handled and the outgoing events are all committed, or none of them is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+import asyncpg
+from opentelemetry import propagate
+
+from contracts.envelope import CloudEvent
+from contracts.events import DossierEvent
+
+
+class UnitOfWork:
+    """An open transaction on the service's schema, with the inbox and the outbox at hand."""
+
+    def __init__(self, conn: asyncpg.Connection, *, now: datetime, source: str) -> None:
+        self.conn = conn
+        self.now = now
+        """The time of this unit of work, read once from the service's clock."""
+        self.source = source
+        self.published: list[CloudEvent] = []
+
+    async def claim(self, consumer: str, event: CloudEvent) -> bool:
+        """Record that ``consumer`` handles ``event``; False if it already did (a redelivery)."""
+        inserted = await self.conn.fetchval(
+            "INSERT INTO inbox (consumer, event_id, event_type) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING RETURNING true",
+            consumer,
+            event.id,
+            event.type,
+        )
+        return bool(inserted)
+
+    async def publish(self, data: DossierEvent, *, topic: str) -> CloudEvent:
+        """Add an event to the outbox; it leaves only if this transaction commits."""
+        carrier: dict[str, str] = {}
+        # The trace context of *this* work travels with the event, so the relay (which runs
+        # later, in another task) does not break the dossier's trace.
+        propagate.inject(carrier)
+        event = CloudEvent.wrap(data, source=self.source, time=self.now, extra_headers=carrier)
+        await self.conn.execute(
+            "INSERT INTO outbox (event_id, event_type, topic, key, value, headers)"
+            " VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+            event.id,
+            event.type,
+            topic,
+            event.key,
+            event.value(),
+            json.dumps([[name, raw.decode()] for name, raw in event.headers()]),
+        )
+        self.published.append(event)
+        return event
+
+
+@asynccontextmanager
+async def unit_of_work(
+    pool: asyncpg.Pool, *, now: datetime, source: str, outbox_channel: str
+) -> AsyncIterator[UnitOfWork]:
+    """Open a transaction; commit on normal exit, roll back on any exception."""
+    async with pool.acquire() as conn, conn.transaction():
+        uow = UnitOfWork(conn, now=now, source=source)
+        yield uow
+        if uow.published:
+            # NOTIFY is delivered only on commit, so the relay wakes exactly when there is work.
+            await conn.execute(f"NOTIFY {outbox_channel}")
