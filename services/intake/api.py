@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from contracts.events import Applicant
 from services.intake.domain.catalog import Fee, Procedure, RequiredDocument, Step
@@ -51,7 +52,18 @@ class ProcedureView(BaseModel):
         return cls.model_validate(procedure.model_dump())
 
 
-class HandoffView(BaseModel):
+LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+class _LocalTimes(BaseModel):
+    """Datetimes leave the API in Vietnam time (with the offset), whatever the database returns."""
+
+    @field_serializer("*", when_used="json")
+    def _local(self, value: Any) -> Any:
+        return value.astimezone(LOCAL_TZ) if isinstance(value, datetime) else value
+
+
+class HandoffView(_LocalTimes):
     """One row of the process-control slip."""
 
     model_config = ConfigDict(populate_by_name=True)
@@ -69,7 +81,7 @@ class HandoffView(BaseModel):
     note: str
 
 
-class DossierView(BaseModel):
+class DossierView(_LocalTimes):
     """A dossier's status and its process-control slip."""
 
     id: str

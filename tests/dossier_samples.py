@@ -1,0 +1,81 @@
+"""Sample dossiers as a citizen would file them, and polling helpers for the HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+LAND_DOCUMENTS = [
+    "REGISTRATION_FORM",
+    "TRANSFER_CONTRACT",
+    "LAND_CERTIFICATE",
+    "REGISTRATION_FEE_DECLARATION",
+    "PIT_DECLARATION",
+]
+
+
+def applicant(n: int = 0) -> dict[str, str]:
+    """A distinct applicant per ``n``."""
+    return {
+        "full_name": f"Nguyễn Văn An {n}",
+        "id_number": f"0790880{n:05d}",
+        "phone": "0912345678",
+        "email": f"an{n}@example.vn",
+    }
+
+
+def land_transfer(
+    n: int = 0,
+    *,
+    ward: str = "phuong-3",
+    area_m2: float = 100.0,
+    land_use_code: str = "ODT",
+    price_vnd: int = 1_500_000_000,
+) -> dict[str, Any]:
+    """A complete land-transfer dossier."""
+    return {
+        "procedure_code": "LAND-TRANSFER",
+        "applicant": applicant(n),
+        "documents": list(LAND_DOCUMENTS),
+        "details": {
+            "certificate_number": "CS 123456",
+            "parcel": {
+                "ward": ward,
+                "map_sheet": 12,
+                "parcel_number": 300 + n,
+                "area_m2": area_m2,
+                "land_use_code": land_use_code,
+            },
+            "transferee": {"full_name": "Trần Thị Bình", "id_number": f"0790900{n:05d}"},
+            "transfer_price_vnd": price_vnd,
+        },
+    }
+
+
+def certified_copy(n: int = 0, *, pages: int = 3) -> dict[str, Any]:
+    """A ward-level certified-copy dossier."""
+    return {
+        "procedure_code": "CERTIFIED-COPY",
+        "applicant": applicant(n),
+        "documents": ["ORIGINAL_DOCUMENT", "COPY_TO_CERTIFY"],
+        "details": {"document_title": "Bằng tốt nghiệp đại học", "pages": pages},
+    }
+
+
+async def wait_for_status(
+    client: httpx.AsyncClient, dossier_id: str, status: str, *, timeout: float = 60
+) -> dict[str, Any]:
+    """Poll the dossier until it reaches ``status``; fail with its last state if it does not."""
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = await client.get(f"/dossiers/{dossier_id}")
+        response.raise_for_status()
+        last = response.json()
+        if last["status"] == status:
+            return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{dossier_id} did not reach {status!r} in {timeout}s; last state: {last}")
