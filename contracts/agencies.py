@@ -1,5 +1,8 @@
-"""Who takes part in a route. Agencies are open-ended data, not an enum: a new agency plugs
-in by appearing in the procedure catalog and subscribing to its handoff topic."""
+"""Who takes part in a route.
+
+Agencies are open-ended data, not an enum: a new agency plugs in by appearing in the
+procedure catalog and subscribing to its handoff topic.
+"""
 
 from __future__ import annotations
 

@@ -134,14 +134,12 @@ class CloudEvent:
         except ValidationError as exc:
             raise EnvelopeError("schema-invalid", _summarise(exc)) from exc
         if data.dossier_id != attrs["ce_subject"] or (key is not None and key.decode() != data.dossier_id):
-            raise EnvelopeError(
-                "subject-mismatch", "ce_subject, record key and dossier_id must be the same"
-            )
+            raise EnvelopeError("subject-mismatch", "ce_subject, record key and dossier_id must be the same")
         try:
             time = datetime.fromisoformat(attrs["ce_time"])
         except ValueError as exc:
             raise EnvelopeError("bad-time", f"ce_time {attrs['ce_time']!r}") from exc
-        extra = {name: attrs[name] for name in TRACE_HEADERS if name in attrs}
+        extra: dict[str, str] = {name: attrs[name] for name in TRACE_HEADERS if name in attrs}
         return cls(
             id=attrs["ce_id"],
             type=attrs["ce_type"],

@@ -3,12 +3,12 @@
 An agency writes only to the topics it owns; everything addressed to an agency arrives on a
 topic that only that agency reads, so Kafka ACLs can enforce both rules (see README).
 
-| topic                  | owner (writer)  | readers                     | events                                  |
-|------------------------|-----------------|-----------------------------|-----------------------------------------|
-| ``intake.events``      | intake          | notification                | dossier.received, dossier.returned      |
-| ``handoffs.<agency>``  | intake          | that agency                 | dossier.handed_over                     |
-| ``<agency>.events``    | that agency     | intake (+ notification)     | dossier.step_completed, agency notices  |
-| ``<service>.dlq``      | that service    | operators                   | dead letters with the reason            |
+| topic                 | owner (writer) | readers                 | events                                 |
+|-----------------------|----------------|-------------------------|----------------------------------------|
+| ``intake.events``     | intake         | notification            | dossier.received, dossier.returned     |
+| ``handoffs.<agency>`` | intake         | that agency             | dossier.handed_over                    |
+| ``<agency>.events``   | that agency    | intake (+ notification) | dossier.step_completed, agency notices |
+| ``<service>.dlq``     | that service   | operators               | dead letters with the reason           |
 """
 
 from __future__ import annotations

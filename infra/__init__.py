@@ -1,0 +1,1 @@
+"""Fetch, configure, start and stop the real components: Kafka, Postgres, the whole stack."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -79,3 +80,13 @@ async def wait_for_status(
             return last
         await asyncio.sleep(0.2)
     raise AssertionError(f"{dossier_id} did not reach {status!r} in {timeout}s; last state: {last}")
+
+
+async def eventually_equal(read: Callable[[], Awaitable[Any]], expected: Any, *, timeout: float = 30) -> None:
+    """Poll ``read()`` until it returns ``expected`` (events arrive asynchronously)."""
+    deadline = time.monotonic() + timeout
+    value = await read()
+    while value != expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        value = await read()
+    assert value == expected

@@ -103,9 +103,7 @@ def _status(node: KafkaNode) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return the process exit code (1 on failure, with a message)."""
     args = _parser().parse_args(argv)
-    node = KafkaNode(
-        data_dir=args.data_dir, port=args.port, controller_port=args.controller_port
-    )
+    node = KafkaNode(data_dir=args.data_dir, port=args.port, controller_port=args.controller_port)
     try:
         if args.command == "fetch":
             print(ensure_jars())

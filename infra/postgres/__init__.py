@@ -26,10 +26,11 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or attach to) the server; return its connection URL."""
-        import pgserver  # imported here: only the embedded path needs it
+        # Imported here: only the embedded path needs it (the Docker image leaves it out).
+        from pgserver.postgres_server import get_server
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
+        self._server = get_server(self.data_dir, cleanup_mode="stop")
         return str(self._server.get_uri())
 
     def stop(self) -> None:

@@ -1,0 +1,1 @@
+"""The one-stop desk: receives dossiers, owns their route and slip, returns results."""

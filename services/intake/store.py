@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import asyncpg
-
 from contracts.events import Applicant
 from services.intake.domain.catalog import Step
 from services.intake.domain.dossier import Dossier, DossierStatus, Handoff
-from services.runtime.database import Migration
+from services.runtime.database import Connection, Migration
 
 MIGRATIONS = (
     Migration(
@@ -59,16 +57,14 @@ MIGRATIONS = (
 )
 
 
-async def load(conn: asyncpg.Connection, dossier_id: str, *, for_update: bool = False) -> Dossier | None:
+async def load(conn: Connection, dossier_id: str, *, for_update: bool = False) -> Dossier | None:
     """The dossier with its slip; ``for_update`` locks it until the transaction ends."""
     row = await conn.fetchrow(
         "SELECT * FROM dossiers WHERE id = $1" + (" FOR UPDATE" if for_update else ""), dossier_id
     )
     if row is None:
         return None
-    slip = await conn.fetch(
-        "SELECT * FROM handoffs WHERE dossier_id = $1 ORDER BY step_index", dossier_id
-    )
+    slip = await conn.fetch("SELECT * FROM handoffs WHERE dossier_id = $1 ORDER BY step_index", dossier_id)
     return Dossier(
         id=row["id"],
         procedure_code=row["procedure_code"],
@@ -106,7 +102,7 @@ async def load(conn: asyncpg.Connection, dossier_id: str, *, for_update: bool = 
     )
 
 
-async def save(conn: asyncpg.Connection, dossier: Dossier) -> None:
+async def save(conn: Connection, dossier: Dossier) -> None:
     """Insert or update the dossier and every row of its slip."""
     await conn.execute(
         """
@@ -150,15 +146,26 @@ async def save(conn: asyncpg.Connection, dossier: Dossier) -> None:
         """,
         [
             (
-                dossier.id, h.step_index, h.from_agency, h.to_agency, h.action, h.budget_days,
-                h.counts, h.sent_at, h.due_at, h.received_at, h.completed_at, h.outcome, h.note,
+                dossier.id,
+                h.step_index,
+                h.from_agency,
+                h.to_agency,
+                h.action,
+                h.budget_days,
+                h.counts,
+                h.sent_at,
+                h.due_at,
+                h.received_at,
+                h.completed_at,
+                h.outcome,
+                h.note,
             )
             for h in dossier.slip
         ],
     )
 
 
-async def status_counts(conn: asyncpg.Connection) -> dict[str, Any]:
+async def status_counts(conn: Connection) -> dict[str, Any]:
     """How many dossiers are in each status (for operators and tests)."""
     rows = await conn.fetch("SELECT status, count(*) AS n FROM dossiers GROUP BY status")
     return {r["status"]: r["n"] for r in rows}

@@ -1,0 +1,1 @@
+"""The land registry office: appraises transfers and issues certificates."""

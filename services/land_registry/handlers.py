@@ -36,9 +36,7 @@ class Registry:
         if handover.to_agency != LAND_REGISTRY:
             raise EventRejected(f"handoff addressed to {handover.to_agency}, not {LAND_REGISTRY}")
         serial = (
-            await store.next_certificate_serial(uow.conn)
-            if handover.action == "issue_certificate"
-            else ""
+            await store.next_certificate_serial(uow.conn) if handover.action == "issue_certificate" else ""
         )
         try:
             outcome = perform(handover, prices=self.prices, certificate_serial=serial)

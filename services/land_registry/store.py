@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-import asyncpg
-
 from services.land_registry.domain.registry import StepOutcome
-from services.runtime.database import Migration
+from services.runtime.database import Connection, Migration
 
 MIGRATIONS = (
     Migration(
@@ -33,13 +31,13 @@ MIGRATIONS = (
 )
 
 
-async def next_certificate_serial(conn: asyncpg.Connection) -> str:
+async def next_certificate_serial(conn: Connection) -> str:
     """The next blank certificate serial (two letters and six digits, as printed)."""
     return f"TA {await conn.fetchval('SELECT nextval($1)', 'certificate_serial'):06d}"
 
 
 async def record_step(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     dossier_id: str,
     step_index: int,
@@ -52,6 +50,12 @@ async def record_step(
     await conn.execute(
         "INSERT INTO steps_done (dossier_id, step_index, action, outcome, note, result,"
         " received_at, completed_at) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)",
-        dossier_id, step_index, action, outcome.outcome, outcome.note,
-        json.dumps(outcome.result), received_at, completed_at,
+        dossier_id,
+        step_index,
+        action,
+        outcome.outcome,
+        outcome.note,
+        json.dumps(outcome.result),
+        received_at,
+        completed_at,
     )

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import asyncpg
-
 from services.notification.domain.notices import Notice
-from services.runtime.database import Migration
+from services.runtime.database import Connection, Migration
 
 MIGRATIONS = (
     Migration(
@@ -34,12 +32,19 @@ MIGRATIONS = (
 
 
 async def record_notice(
-    conn: asyncpg.Connection, notice: Notice, *, source_event_id: str, created_at: datetime
+    conn: Connection, notice: Notice, *, source_event_id: str, created_at: datetime
 ) -> None:
     """Keep the rendered notice (delivery channels read from here)."""
     await conn.execute(
         "INSERT INTO notices (source_event_id, dossier_id, kind, recipient_name, recipient_email,"
         " recipient_phone, subject, body, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        source_event_id, notice.dossier_id, notice.kind, notice.recipient.full_name,
-        notice.recipient.email, notice.recipient.phone, notice.subject, notice.body, created_at,
+        source_event_id,
+        notice.dossier_id,
+        notice.kind,
+        notice.recipient.full_name,
+        notice.recipient.email,
+        notice.recipient.phone,
+        notice.subject,
+        notice.body,
+        created_at,
     )

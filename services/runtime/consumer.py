@@ -69,12 +69,15 @@ class DeadLetters:
             ("dlq_offset", str(record.offset).encode()),
             ("dlq_at", self._clock.now().astimezone(UTC).isoformat().encode()),
         ]
-        await self._producer.send_and_wait(
-            self.topic, key=record.key, value=record.value, headers=headers
-        )
+        await self._producer.send_and_wait(self.topic, key=record.key, value=record.value, headers=headers)
         log.warning(
             "dead-lettered %s[%s]@%s for %s: %s: %s",
-            record.topic, record.partition, record.offset, consumer, reason, detail,
+            record.topic,
+            record.partition,
+            record.offset,
+            consumer,
+            reason,
+            detail,
         )
 
 
@@ -128,7 +131,9 @@ class RecordProcessor:
                 await self._park(record, consumer, "rejected", str(exc))
                 return
             except TRANSIENT_ERRORS as exc:
-                log.warning("%s: transient failure on %s (%r); retrying in %.1fs", consumer, event.id, exc, backoff)
+                log.warning(
+                    "%s: transient failure on %s (%r); retrying in %.1fs", consumer, event.id, exc, backoff
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             except Exception as exc:
@@ -150,4 +155,3 @@ class RecordProcessor:
     async def _park(self, record: ConsumerRecord, consumer: str, reason: str, detail: str) -> None:
         self.dead_lettered_total += 1
         await self._dead_letters().park(record, consumer=consumer, reason=reason, detail=detail)
-

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+Connection = asyncpg.Connection | PoolConnectionProxy
+"""A connection, whether taken from a pool or opened alone (stores accept both)."""
 
 
 @dataclass(frozen=True)
@@ -56,9 +60,7 @@ async def create_pool(dsn: str, *, schema: str, size: int) -> asyncpg.Pool:
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     finally:
         await conn.close()
-    pool = await asyncpg.create_pool(
-        dsn, min_size=1, max_size=size, server_settings={"search_path": schema}
-    )
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, server_settings={"search_path": schema})
     assert pool is not None  # asyncpg types it Optional for its own legacy reasons
     return pool
 

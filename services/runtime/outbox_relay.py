@@ -14,6 +14,8 @@ import logging
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from services.runtime.database import Connection
+
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
@@ -28,9 +30,7 @@ class OutboxRelay:
     could interleave one dossier's events and break their order.
     """
 
-    def __init__(
-        self, *, pool: asyncpg.Pool, producer: AIOKafkaProducer, schema: str, channel: str
-    ) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, producer: AIOKafkaProducer, schema: str, channel: str) -> None:
         self._pool = pool
         self._producer = producer
         self._schema = schema
@@ -79,14 +79,12 @@ class OutboxRelay:
                             await asyncio.wait_for(self._wakeup.wait(), IDLE_POLL_SECONDS)
             finally:
                 await conn.remove_listener(self._channel, self._on_notify)
-                await conn.execute(
-                    "SELECT pg_advisory_unlock(hashtext($1))", f"outbox:{self._schema}"
-                )
+                await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"outbox:{self._schema}")
 
     def _on_notify(self, *_: object) -> None:
         self._wakeup.set()
 
-    async def relay_once(self, conn: asyncpg.Connection) -> int:
+    async def relay_once(self, conn: Connection) -> int:
         """Send one batch of unpublished rows; return how many were sent."""
         rows = await conn.fetch(
             "SELECT position, topic, key, value, headers FROM outbox"

@@ -16,12 +16,13 @@ from opentelemetry import propagate
 
 from contracts.envelope import CloudEvent
 from contracts.events import DossierEvent
+from services.runtime.database import Connection
 
 
 class UnitOfWork:
     """An open transaction on the service's schema, with the inbox and the outbox at hand."""
 
-    def __init__(self, conn: asyncpg.Connection, *, now: datetime, source: str) -> None:
+    def __init__(self, conn: Connection, *, now: datetime, source: str) -> None:
         self.conn = conn
         self.now = now
         """The time of this unit of work, read once from the service's clock."""

@@ -221,12 +221,8 @@ class WorkingDayCalendar:
         """
         moment = self._localise(start)
         if not days.is_finite() or days < 0:
-            raise ValueError(
-                f"working-day budget must be a finite number >= 0, got {days}"
-            )
-        remaining = timedelta(
-            microseconds=math.ceil(days * _microseconds(self._day_length))
-        )
+            raise ValueError(f"working-day budget must be a finite number >= 0, got {days}")
+        remaining = timedelta(microseconds=math.ceil(days * _microseconds(self._day_length)))
         if not remaining:
             return moment
         for opening, closing in self._office_periods_from(moment.date()):
@@ -237,9 +233,7 @@ class WorkingDayCalendar:
             if remaining <= available:
                 return begin + remaining
             remaining -= available
-        raise AssertionError(
-            "unreachable: _office_periods_from never ends"
-        )  # pragma: no cover
+        raise AssertionError("unreachable: _office_periods_from never ends")  # pragma: no cover
 
     def working_time_between(self, start: datetime, end: datetime) -> Decimal:
         """Office time from ``start`` to ``end``, in working days.
@@ -265,9 +259,7 @@ class WorkingDayCalendar:
                     if overlap > timedelta():
                         elapsed += overlap
             day += timedelta(days=1)
-        return Decimal(_microseconds(elapsed)) / Decimal(
-            _microseconds(self._day_length)
-        )
+        return Decimal(_microseconds(elapsed)) / Decimal(_microseconds(self._day_length))
 
     def appointment_date(self, received_at: datetime, limit_days: Decimal) -> datetime:
         """The moment the statutory time limit of a dossier received at ``received_at`` expires.
@@ -288,9 +280,7 @@ class WorkingDayCalendar:
         """
         resolved = self._year(year)
         return {
-            day: name
-            for day, name in sorted(resolved.days_off.items())
-            if day not in resolved.working_days
+            day: name for day, name in sorted(resolved.days_off.items()) if day not in resolved.working_days
         }
 
     # -- internals ---------------------------------------------------------------
@@ -350,9 +340,7 @@ class WorkingDayCalendar:
 
     def _localise(self, moment: datetime) -> datetime:
         if moment.tzinfo is None or moment.utcoffset() is None:
-            raise ValueError(
-                f"datetime must be timezone-aware, got naive {moment.isoformat()}"
-            )
+            raise ValueError(f"datetime must be timezone-aware, got naive {moment.isoformat()}")
         return moment.astimezone(self._tz)
 
     def _local_date(self, d: date) -> date:
@@ -366,8 +354,7 @@ class WorkingDayCalendar:
     def _guard_endless(off_in_a_row: int, day: date) -> None:
         if off_in_a_row > _MAX_CONSECUTIVE_DAYS_OFF:
             raise CalendarError(
-                f"no working day in the {_MAX_CONSECUTIVE_DAYS_OFF} days up to {day}; "
-                "check the override file"
+                f"no working day in the {_MAX_CONSECUTIVE_DAYS_OFF} days up to {day}; check the override file"
             )
 
 
@@ -375,9 +362,7 @@ class WorkingDayCalendar:
 
 
 def _as_delta(t: time) -> timedelta:
-    return timedelta(
-        hours=t.hour, minutes=t.minute, seconds=t.second, microseconds=t.microsecond
-    )
+    return timedelta(hours=t.hour, minutes=t.minute, seconds=t.second, microseconds=t.microsecond)
 
 
 def _microseconds(delta: timedelta) -> int:
@@ -396,23 +381,15 @@ def _validate_office_hours(
 ) -> tuple[tuple[time, time], ...]:
     periods = tuple((opening, closing) for opening, closing in office_hours)
     if not periods:
-        raise ValueError(
-            "office_hours must contain at least one (opening, closing) period"
-        )
+        raise ValueError("office_hours must contain at least one (opening, closing) period")
     previous_closing: time | None = None
     for opening, closing in periods:
         if opening.tzinfo is not None or closing.tzinfo is not None:
-            raise ValueError(
-                "office_hours are local wall-clock times; give naive times"
-            )
+            raise ValueError("office_hours are local wall-clock times; give naive times")
         if not opening < closing:
-            raise ValueError(
-                f"office period {opening}–{closing} must open before it closes"
-            )
+            raise ValueError(f"office period {opening}–{closing} must open before it closes")
         if previous_closing is not None and opening < previous_closing:
-            raise ValueError(
-                f"office period {opening}–{closing} overlaps or precedes the previous one"
-            )
+            raise ValueError(f"office period {opening}–{closing} overlaps or precedes the previous one")
         previous_closing = closing
     return periods
 
@@ -437,14 +414,10 @@ def _load_overrides(path: Path) -> dict[int, _YearOverrides]:
         unknown = sorted(set(section) - set(_LABEL_KEY))
         if unknown:
             raise CalendarError(
-                f"{where}: unknown field(s) {', '.join(unknown)}; "
-                f"expected {', '.join(_LABEL_KEY)}"
+                f"{where}: unknown field(s) {', '.join(unknown)}; expected {', '.join(_LABEL_KEY)}"
             )
         year = int(key)
-        parsed = {
-            kind: _parse_entries(section.get(kind, []), year, kind, where)
-            for kind in _LABEL_KEY
-        }
+        parsed = {kind: _parse_entries(section.get(kind, []), year, kind, where) for kind in _LABEL_KEY}
         _reject_conflicts(parsed, where)
         years[year] = _YearOverrides(
             extra_days_off=parsed[_EXTRA_DAYS_OFF],
@@ -456,26 +429,21 @@ def _load_overrides(path: Path) -> dict[int, _YearOverrides]:
 
 def _parse_entries(raw: object, year: int, kind: str, where: str) -> tuple[_Entry, ...]:
     if not isinstance(raw, list):
-        raise CalendarError(
-            f"{where}.{kind}: must be an array of tables ([[{year}.{kind}]])"
-        )
+        raise CalendarError(f"{where}.{kind}: must be an array of tables ([[{year}.{kind}]])")
     label_key = _LABEL_KEY[kind]
     allowed = {"date", label_key, "source"}
     entries: list[_Entry] = []
     for index, item in enumerate(raw):
         entry_where = f"{where}.{kind}[{index}]"
         if not isinstance(item, dict):
-            raise CalendarError(
-                f"{entry_where}: must be a table with date and {label_key}"
-            )
+            raise CalendarError(f"{entry_where}: must be a table with date and {label_key}")
         day = item.get("date")
         if day is not None:
             entry_where += f" (date {day})"
         unknown = sorted(set(item) - allowed)
         if unknown:
             raise CalendarError(
-                f"{entry_where}: unknown field(s) {', '.join(unknown)}; "
-                f"expected date, {label_key}, source"
+                f"{entry_where}: unknown field(s) {', '.join(unknown)}; expected date, {label_key}, source"
             )
         # tomllib gives a TOML local date as datetime.date; a datetime (a date
         # subclass) or a quoted string means the author wrote something else.
@@ -485,14 +453,10 @@ def _parse_entries(raw: object, year: int, kind: str, where: str) -> tuple[_Entr
                 f"(unquoted), got {day!r}"
             )
         if day.year != year:
-            raise CalendarError(
-                f"{entry_where}: date is not in {year}, the table it is listed in"
-            )
+            raise CalendarError(f"{entry_where}: date is not in {year}, the table it is listed in")
         label = item.get(label_key)
         if not isinstance(label, str) or not label.strip():
-            raise CalendarError(
-                f"{entry_where}: '{label_key}' must be a non-empty string"
-            )
+            raise CalendarError(f"{entry_where}: '{label_key}' must be a non-empty string")
         source = item.get("source", "")
         if not isinstance(source, str):
             raise CalendarError(f"{entry_where}: 'source' must be a string")
@@ -507,7 +471,5 @@ def _reject_conflicts(parsed: Mapping[str, tuple[_Entry, ...]], where: str) -> N
     for kind, entries in parsed.items():
         for entry in entries:
             if entry.day in seen:
-                raise CalendarError(
-                    f"{where}.{kind} (date {entry.day}): already listed in {seen[entry.day]}"
-                )
+                raise CalendarError(f"{where}.{kind} (date {entry.day}): already listed in {seen[entry.day]}")
             seen[entry.day] = kind

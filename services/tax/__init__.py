@@ -1,0 +1,1 @@
+"""The tax authority: assesses financial obligations and issues payment notices."""

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import asyncpg
-
-from services.runtime.database import Migration
+from services.runtime.database import Connection, Migration
 from services.tax.domain.assessment import Assessment
 
 MIGRATIONS = (
@@ -29,13 +27,13 @@ MIGRATIONS = (
 )
 
 
-async def next_notice_number(conn: asyncpg.Connection, issued_at: datetime) -> str:
+async def next_notice_number(conn: Connection, issued_at: datetime) -> str:
     """The next payment-notice number, e.g. ``TB-2026-000042``."""
     return f"TB-{issued_at:%Y}-{await conn.fetchval('SELECT nextval($1)', 'notice_number'):06d}"
 
 
 async def record_assessment(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     dossier_id: str,
     notice_number: str,
@@ -47,7 +45,12 @@ async def record_assessment(
         "INSERT INTO assessments (dossier_id, notice_number, taxable_value_vnd,"
         " registration_fee_vnd, personal_income_tax_vnd, total_vnd, issued_at, pay_by)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        dossier_id, notice_number, assessment.taxable_value_vnd, assessment.registration_fee_vnd,
-        assessment.personal_income_tax_vnd, assessment.total_vnd, issued_at,
+        dossier_id,
+        notice_number,
+        assessment.taxable_value_vnd,
+        assessment.registration_fee_vnd,
+        assessment.personal_income_tax_vnd,
+        assessment.total_vnd,
+        issued_at,
         assessment.pay_by(issued_at),
     )

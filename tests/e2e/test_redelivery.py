@@ -17,7 +17,8 @@ from tests.kafka_probe import topic_size, wait_group_caught_up
 pytestmark = pytest.mark.real
 
 STATE_QUERIES = {
-    "intake": "SELECT status, current_step, (SELECT count(*) FROM intake.handoffs h WHERE h.dossier_id = d.id)"
+    "intake": "SELECT status, current_step,"
+    " (SELECT count(*) FROM intake.handoffs h WHERE h.dossier_id = d.id)"
     " FROM intake.dossiers d WHERE id = $1",
     "land_registry": "SELECT count(*) FROM land_registry.steps_done WHERE dossier_id = $1",
     "tax": "SELECT count(*) FROM tax.assessments WHERE dossier_id = $1",
@@ -39,7 +40,12 @@ async def snapshot(db: asyncpg.Pool, dossier_id: str) -> dict[str, Any]:
     [
         ("intake", "vn.gov.dossier.handed_over.v1", "handoffs.land_registry", "land_registry.handoffs"),
         ("intake", "vn.gov.dossier.handed_over.v1", "handoffs.tax", "tax.handoffs"),
-        ("land_registry", "vn.gov.dossier.step_completed.v1", "land_registry.events", "intake.from.land_registry"),
+        (
+            "land_registry",
+            "vn.gov.dossier.step_completed.v1",
+            "land_registry.events",
+            "intake.from.land_registry",
+        ),
         ("tax", "vn.gov.tax.payment_notice_issued.v1", "tax.events", "notification.tax"),
         ("intake", "vn.gov.dossier.received.v1", "intake.events", "notification.intake"),
     ],
@@ -49,7 +55,9 @@ async def test_redelivered_event_changes_nothing(
 ) -> None:
     async with httpx.AsyncClient(base_url=services.services["intake"].url, timeout=30) as intake:
         dossier_id = (await intake.post("/dossiers", json=land_transfer(5000))).json()["id"]
-        await intake.post(f"/dossiers/{(await wait_for_status(intake, dossier_id, 'awaiting_payment'))['id']}/payments")
+        await intake.post(
+            f"/dossiers/{(await wait_for_status(intake, dossier_id, 'awaiting_payment'))['id']}/payments"
+        )
         await wait_for_status(intake, dossier_id, "returned")
     await wait_group_caught_up(services.bootstrap_servers, group, topic)
     before = await snapshot(db, dossier_id)
@@ -60,7 +68,9 @@ async def test_redelivered_event_changes_nothing(
     rows = await db.fetch(
         f"SELECT key, value, headers FROM {emitter}.outbox"
         " WHERE topic = $1 AND event_type = $2 AND key = $3 ORDER BY position",
-        topic, event_type, dossier_id.encode(),
+        topic,
+        event_type,
+        dossier_id.encode(),
     )
     assert rows, "the event to redeliver was published"
     producer = AIOKafkaProducer(bootstrap_servers=services.bootstrap_servers)
@@ -84,6 +94,7 @@ async def test_redelivered_event_changes_nothing(
     consumer = group
     duplicates = await db.fetchval(
         f"SELECT count(*) FROM {group.split('.')[0]}.inbox WHERE consumer = $1 AND event_type = $2",
-        consumer, event_type,
+        consumer,
+        event_type,
     )
     assert duplicates >= len(rows)  # handled once each, recorded once each

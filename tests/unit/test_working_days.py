@@ -44,9 +44,7 @@ def test_tet_2026_break_runs_saturday_14_to_sunday_22_february(
 ) -> None:
     # The Ministry of Home Affairs' notice: off Sat 14 – Sun 22 Feb 2026. The five
     # weekdays come from the library's lunar calendar, not from the override file.
-    tet = [
-        d for d, name in calendar.holidays_in(2026).items() if "Tết Nguyên Đán" in name
-    ]
+    tet = [d for d, name in calendar.holidays_in(2026).items() if "Tết Nguyên Đán" in name]
     assert tet == [date(2026, 2, day) for day in range(16, 21)]
     assert not any(calendar.is_working_day(date(2026, 2, day)) for day in range(14, 23))
     assert calendar.is_working_day(date(2026, 2, 13))
@@ -63,16 +61,12 @@ def test_default_override_file_swaps_2_january_for_saturday_10_january_2026(
     # Received Wed 31 Dec 2025 09:00, 2 days = 16 h. Wed: 09:00–11:30 + 13:00–17:00
     # = 6.5 h; Thu 1 Jan (New Year) and Fri 2 Jan (swap) off, then the weekend;
     # Mon 5 Jan 8 h (14.5 h); Tue 6 Jan 07:30 + 1.5 h = 09:00.
-    assert calendar.add_working_time(at(2025, 12, 31, 9), Decimal(2)) == at(
-        2026, 1, 6, 9
-    )
+    assert calendar.add_working_time(at(2025, 12, 31, 9), Decimal(2)) == at(2026, 1, 6, 9)
     # Without the override file, Friday 2 January counts: one working day earlier.
     library_only = WorkingDayCalendar(overrides=None)
     assert library_only.is_working_day(date(2026, 1, 2))
     assert not library_only.is_working_day(date(2026, 1, 10))
-    assert library_only.add_working_time(at(2025, 12, 31, 9), Decimal(2)) == at(
-        2026, 1, 5, 9
-    )
+    assert library_only.add_working_time(at(2025, 12, 31, 9), Decimal(2)) == at(2026, 1, 5, 9)
 
 
 def test_library_swap_saturday_22_august_2026_is_a_working_day(
@@ -110,31 +104,23 @@ def test_across_30_april_and_1_may_2026(calendar: WorkingDayCalendar) -> None:
     # Wed 29 Apr 14:00, 2 days = 16 h. Wed 14:00–17:00 = 3 h; Thu 30 Apr, Fri 1 May
     # and the weekend off; Mon 4 May 8 h (11 h); Tue 5 May 07:30–11:30 4 h (15 h),
     # then 13:00 + 1 h = 14:00.
-    assert calendar.add_working_time(at(2026, 4, 29, 14), Decimal(2)) == at(
-        2026, 5, 5, 14
-    )
+    assert calendar.add_working_time(at(2026, 4, 29, 14), Decimal(2)) == at(2026, 5, 5, 14)
     assert calendar.add_working_days(date(2026, 4, 29), 1) == date(2026, 5, 4)
 
 
 def test_hung_kings_day_2026_from_the_library(calendar: WorkingDayCalendar) -> None:
     # 10/3 lunar, as the library computes it; the "(nghỉ bù)" entry is the day in lieu.
     names = calendar.holidays_in(2026)
-    hung_kings = [
-        d for d, n in names.items() if "Hùng Vương" in n and "nghỉ bù" not in n
-    ]
+    hung_kings = [d for d, n in names.items() if "Hùng Vương" in n and "nghỉ bù" not in n]
     assert hung_kings == [date(2026, 4, 26)]
     assert hung_kings[0].weekday() == 6  # a Sunday, so Monday is given in lieu
     assert not calendar.is_working_day(date(2026, 4, 27))
     # Fri 24 Apr 13:00 + 1 day: Fri 13:00–17:00 = 4 h; Mon 27 Apr off (in lieu);
     # Tue 28 Apr 07:30 + 4 h = 11:30.
-    assert calendar.add_working_time(at(2026, 4, 24, 13), Decimal(1)) == at(
-        2026, 4, 28, 11, 30
-    )
+    assert calendar.add_working_time(at(2026, 4, 24, 13), Decimal(1)) == at(2026, 4, 28, 11, 30)
     # Fri 24 Apr 09:00 + 3 days = 24 h: Fri 6.5 h, Tue 28 8 h (14.5), Wed 29 8 h (22.5),
     # Thu 30 Apr and Fri 1 May off, Mon 4 May 07:30 + 1.5 h = 09:00.
-    assert calendar.add_working_time(at(2026, 4, 24, 9), Decimal(3)) == at(
-        2026, 5, 4, 9
-    )
+    assert calendar.add_working_time(at(2026, 4, 24, 9), Decimal(3)) == at(2026, 5, 4, 9)
 
 
 # -- override files -----------------------------------------------------------------
@@ -175,9 +161,7 @@ reason = "Làm bù"
     assert not with_saturday.is_working_day(date(2026, 3, 8))
     assert with_saturday.add_working_days(date(2026, 3, 6), 1) == date(2026, 3, 7)
     # Fri 6 Mar 15:00 + 0.5 day: 2 h on Friday, 2 h on the Saturday -> Sat 09:30.
-    assert with_saturday.add_working_time(at(2026, 3, 6, 15), Decimal("0.5")) == at(
-        2026, 3, 7, 9, 30
-    )
+    assert with_saturday.add_working_time(at(2026, 3, 6, 15), Decimal("0.5")) == at(2026, 3, 7, 9, 30)
     assert date(2026, 3, 7) not in with_saturday.holidays_in(2026)
 
 
@@ -255,9 +239,7 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize(("text", "expected"), MALFORMED)
-def test_malformed_override_file_names_the_entry(
-    tmp_path: Path, text: str, expected: list[str]
-) -> None:
+def test_malformed_override_file_names_the_entry(tmp_path: Path, text: str, expected: list[str]) -> None:
     path = write_overrides(tmp_path, text)
     with pytest.raises(CalendarError) as raised:
         WorkingDayCalendar(overrides=path)
@@ -276,16 +258,12 @@ def test_missing_override_file_is_a_calendar_error(tmp_path: Path) -> None:
 
 def test_half_day_across_lunch(calendar: WorkingDayCalendar) -> None:
     # Tue 10 Mar 10:30 + 4 h: 1 h to 11:30, lunch, 3 h from 13:00 -> 16:00.
-    assert calendar.add_working_time(at(2026, 3, 10, 10, 30), Decimal("0.5")) == at(
-        2026, 3, 10, 16
-    )
+    assert calendar.add_working_time(at(2026, 3, 10, 10, 30), Decimal("0.5")) == at(2026, 3, 10, 16)
 
 
 def test_half_day_across_a_weekend(calendar: WorkingDayCalendar) -> None:
     # Fri 13 Mar 15:00 + 4 h: 2 h to 17:00, 2 h from Mon 16 Mar 07:30 -> 09:30.
-    assert calendar.add_working_time(at(2026, 3, 13, 15), Decimal("0.5")) == at(
-        2026, 3, 16, 9, 30
-    )
+    assert calendar.add_working_time(at(2026, 3, 13, 15), Decimal("0.5")) == at(2026, 3, 16, 9, 30)
 
 
 @pytest.mark.parametrize(
@@ -338,9 +316,7 @@ def test_working_time_between_measures_lateness(calendar: WorkingDayCalendar) ->
     # Reversed: time left is negative lateness.
     assert calendar.working_time_between(now, deadline) == Decimal("-1.3125")
     # Nights, weekends and the Tết break add nothing.
-    assert (
-        calendar.working_time_between(at(2026, 2, 13, 17), at(2026, 2, 23, 7, 30)) == 0
-    )
+    assert calendar.working_time_between(at(2026, 2, 13, 17), at(2026, 2, 23, 7, 30)) == 0
 
 
 def test_other_time_zones_are_converted_and_naive_datetimes_refused(
@@ -372,9 +348,7 @@ def test_configurable_office_hours() -> None:
     )
     assert province.working_day_length.total_seconds() == 8 * 3600
     # 10:00 + 4 h: 2 h to 12:00, 2 h from 13:30 -> 15:30.
-    assert province.add_working_time(at(2026, 3, 10, 10), Decimal("0.5")) == at(
-        2026, 3, 10, 15, 30
-    )
+    assert province.add_working_time(at(2026, 3, 10, 10), Decimal("0.5")) == at(2026, 3, 10, 15, 30)
     with pytest.raises(ValueError, match="overlaps"):
         WorkingDayCalendar(
             overrides=None,

@@ -1,0 +1,1 @@
+"""The desk's rules: the procedure catalog and the dossier's life. No I/O."""

@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.agencies import CITIZEN, ONE_STOP, Agency
@@ -27,7 +28,7 @@ class Step(_Strict):
 
     agency: Agency
     action: str = Field(pattern=r"^[a-z][a-z_]*$")
-    budget_days: Decimal = Field(ge=0, multiple_of=Decimal("0.5"))
+    budget_days: Decimal = Field(ge=0, multiple_of=0.5)
     counts: bool = True
     """False for financial-obligation time (the citizen paying), which the limit excludes."""
 
@@ -80,7 +81,10 @@ class Procedure(_Strict):
                 raise ValueError(f"the one-stop desk cannot {step.action!r}")
             if step.agency == CITIZEN and (step.action != "pay" or step.counts):
                 raise ValueError("the citizen's only step is to pay, and it does not count")
-        Draft202012Validator.check_schema(self.details_schema)
+        try:
+            Draft202012Validator.check_schema(self.details_schema)
+        except SchemaError as exc:
+            raise ValueError(f"details_schema is not a valid JSON Schema: {exc.message}") from exc
         return self
 
     def missing_documents(self, documents: list[str]) -> list[str]:

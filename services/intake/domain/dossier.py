@@ -67,7 +67,9 @@ class Handoff:
     outcome: str | None = None
     note: str = ""
 
-    def complete(self, *, received_at: datetime, completed_at: datetime, outcome: str, note: str = "") -> None:
+    def complete(
+        self, *, received_at: datetime, completed_at: datetime, outcome: str, note: str = ""
+    ) -> None:
         """Record that the receiving side took the dossier in and finished its step."""
         self.received_at = received_at
         self.completed_at = completed_at
@@ -113,9 +115,7 @@ class Dossier:
         """Check the dossier at the desk, issue the receipt and send it on its route."""
         if procedure is None:
             raise SubmissionRefused([f"unknown procedure {procedure_code!r}; see GET /procedures"])
-        problems = [
-            f"missing required document {code}" for code in procedure.missing_documents(documents)
-        ]
+        problems = [f"missing required document {code}" for code in procedure.missing_documents(documents)]
         problems += procedure.details_errors(details)
         if problems:
             raise SubmissionRefused(problems)

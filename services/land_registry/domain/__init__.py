@@ -1,0 +1,1 @@
+"""The registry's rules: appraisal against the land price table, certificates. No I/O."""

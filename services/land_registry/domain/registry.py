@@ -100,7 +100,9 @@ def appraise(details: dict[str, Any], transferor_id: str, prices: LandPriceTable
     try:
         transfer = TransferDetails.model_validate(details)
     except ValidationError as exc:
-        return StepOutcome("rejected", f"hồ sơ thiếu hoặc sai thông tin thửa đất: {exc.error_count()} lỗi", {})
+        return StepOutcome(
+            "rejected", f"hồ sơ thiếu hoặc sai thông tin thửa đất: {exc.error_count()} lỗi", {}
+        )
     parcel = transfer.parcel
     if transfer.transferee.id_number == transferor_id:
         return StepOutcome("rejected", "bên nhận chuyển nhượng trùng với bên chuyển nhượng", {})

@@ -1,0 +1,1 @@
+"""Rendering notices as the official forms lay them out. No I/O."""

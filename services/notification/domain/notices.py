@@ -103,9 +103,7 @@ Hạn nộp: {when(e.pay_by)}
 Sau khi nộp, ông/bà nộp chứng từ tại Bộ phận Một cửa để được cấp Giấy chứng nhận.
 Thời gian thực hiện nghĩa vụ tài chính không tính vào thời hạn giải quyết hồ sơ.
 """
-    return Notice(
-        "tax_notice", e.dossier_id, e.applicant, f"Thông báo nộp tiền {e.notice_number}", body
-    )
+    return Notice("tax_notice", e.dossier_id, e.applicant, f"Thông báo nộp tiền {e.notice_number}", body)
 
 
 def _result(e: DossierReturned) -> Notice:

@@ -1,0 +1,41 @@
+# Two commands matter: `make run` (the whole system) and `make test` (the whole suite).
+# Everything else is a step they call. Each step installs what it needs, so a fresh
+# machine with Python 3.11, Java 17 and Maven needs nothing done by hand.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint format setup kafka-jars clean
+
+run: setup kafka-jars ## Start Kafka, Postgres and every service; Ctrl-C stops them
+	$(PY) -m infra.stack run
+
+test: setup kafka-jars lint ## Lint, then every test (unit, integration, end to end on real Kafka and Postgres)
+	$(PY) -m pytest
+
+lint: setup ## ruff and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy contracts services infra tests
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+setup: $(STAMP) ## The virtualenv with pinned dependencies (re-installed when pyproject.toml changes)
+
+$(STAMP): pyproject.toml
+	@command -v java >/dev/null || { echo "Java 17+ is needed to run Kafka (apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven is needed to fetch Kafka (apt-get install maven)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+kafka-jars: setup ## Apache Kafka 3.9.2 jars from Maven Central (cached in ~/.cache/dossier-routing)
+	$(PY) -m infra.kafka fetch
+
+clean: ## Remove local state (Kafka and Postgres data of `make run`)
+	rm -rf .run test-artifacts
