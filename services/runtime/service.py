@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import asyncpg
 import uvicorn
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.message import StreamMessage
 
 from contracts import topics
 from contracts.agencies import source_uri
@@ -107,6 +109,8 @@ class ServiceRuntime:
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
             title=f"{consumer}:{topic}",
+            parser=tolerant_parser,
+            decoder=raw_body,
         )
         async def on_record(message: KafkaMessage) -> None:
             await self.processor.process(
@@ -170,6 +174,32 @@ class ServiceRuntime:
             log.warning("%s: kafka health check failed", self.name, exc_info=True)
         checks["outbox_relay"] = self._relay is not None and self._relay.running
         return checks
+
+
+# FastStream parses and decodes a record before the handler runs; a failure there is raised
+# again on every redelivery (NACK_ON_ERROR re-seeks), so one poison record would block its
+# partition for good. These two never fail: the handler gets the record as it came and
+# RecordProcessor decides, dead-lettering what it cannot read.
+
+
+async def tolerant_parser(
+    record: ConsumerRecord, original: Callable[[ConsumerRecord], Awaitable[StreamMessage[ConsumerRecord]]]
+) -> StreamMessage[ConsumerRecord]:
+    """FastStream's parser, surviving header values that are not UTF-8."""
+    try:
+        return await original(record)
+    except UnicodeDecodeError:
+        readable = dataclasses.replace(
+            record, headers=[(n, v.decode(errors="replace").encode()) for n, v in record.headers]
+        )
+        message = await original(readable)
+        message.raw_message = record  # the original bytes go to the dead-letter topic
+        return message
+
+
+async def raw_body(message: StreamMessage[ConsumerRecord]) -> bytes:
+    """No JSON decoding in FastStream: malformed JSON must reach the dead-letter logic."""
+    return message.body
 
 
 async def ensure_topics(bootstrap: str, names: list[str]) -> None:

@@ -1,0 +1,84 @@
+"""A poison record is parked with its reason and the service keeps consuming."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from infra.stack import Stack
+from tests.dossier_samples import land_transfer, wait_for_status
+from tests.kafka_probe import read_topic, wait_group_caught_up
+
+pytestmark = pytest.mark.real
+
+CE = {
+    "ce_specversion": "1.0",
+    "ce_id": "poison-1",
+    "ce_source": "/vn/gov/agencies/one_stop",
+    "ce_subject": "HS-POISON",
+    "ce_time": "2026-03-09T01:00:00Z",
+    "content-type": "application/json",
+}
+
+
+async def dead_letters(bootstrap: str, topic: str, ids: set[str]) -> dict[str, dict[str, str]]:
+    """The dead letters on ``topic`` whose original ce_id is in ``ids``, by ce_id."""
+    found: dict[str, dict[str, str]] = {}
+    for record in await read_topic(bootstrap, topic):
+        headers = {n: v.decode(errors="replace") for n, v in record.headers}
+        if headers.get("ce_id") in ids:
+            found[headers["ce_id"]] = headers | {"value": record.value.decode(errors="replace")}
+    return found
+
+
+async def test_poison_records_go_to_the_dlq_and_later_dossiers_still_complete(services: Stack) -> None:
+    poison = [
+        (
+            "malformed",
+            b"{this is not json",
+            {**CE, "ce_id": "poison-json", "ce_type": "vn.gov.dossier.handed_over.v1"},
+        ),
+        ("unknown-type", b"{}", {**CE, "ce_id": "poison-type", "ce_type": "vn.gov.dossier.teleported.v1"}),
+        (
+            "no-envelope",
+            b'{"dossier_id": "HS-POISON"}',
+            {"ce_id": "poison-bare", "content-type": "application/json"},
+        ),
+    ]
+    # A header value that is not UTF-8 must not wedge the consumer inside FastStream.
+    binary_header = [("ce_id", b"poison-bytes"), ("ce_type", b"\xff\xfe not utf-8")]
+    producer = AIOKafkaProducer(bootstrap_servers=services.bootstrap_servers)
+    await producer.start()
+    try:
+        for _, value, headers in poison:
+            await producer.send_and_wait(
+                "handoffs.land_registry",
+                key=b"HS-POISON",
+                value=value,
+                headers=[(n, v.encode()) for n, v in headers.items()],
+            )
+        await producer.send_and_wait(
+            "handoffs.land_registry", key=b"HS-POISON", value=b"{}", headers=binary_header
+        )
+    finally:
+        await producer.stop()
+
+    async with httpx.AsyncClient(base_url=services.services["intake"].url, timeout=30) as intake:
+        response = await intake.post("/dossiers", json=land_transfer(7001))
+        await wait_for_status(intake, response.json()["id"], "awaiting_payment")
+
+    # The later dossier may sit on another partition: wait for the poison ones to be handled.
+    await wait_group_caught_up(services.bootstrap_servers, "land_registry.handoffs", "handoffs.land_registry")
+    ids = {h["ce_id"] for *_, h in poison} | {"poison-bytes"}
+    parked = await dead_letters(services.bootstrap_servers, "land_registry.dlq", ids)
+    assert parked["poison-json"]["dlq_reason"] == "schema-invalid"
+    assert parked["poison-json"]["value"] == "{this is not json"  # original bytes kept
+    assert parked["poison-type"]["dlq_reason"] == "unknown-type"
+    assert "teleported" in parked["poison-type"]["dlq_detail"]
+    assert parked["poison-bare"]["dlq_reason"] == "not-a-cloudevent"
+    assert parked["poison-bytes"]["dlq_reason"] == "bad-headers"
+    for letter in parked.values():
+        assert letter["dlq_topic"] == "handoffs.land_registry"
+        assert letter["dlq_consumer"] == "land_registry.handoffs"
+        assert int(letter["dlq_offset"]) >= 0
