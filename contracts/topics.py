@@ -33,6 +33,15 @@ def agency_events(agency: str) -> str:
     return f"{agency}.events"
 
 
+def owner(topic: str) -> str | None:
+    """The agency allowed to write ``topic`` (None for topics no agency owns, e.g. DLQs)."""
+    if topic == INTAKE_EVENTS or topic.startswith("handoffs."):
+        return ONE_STOP
+    if topic.endswith(".events"):
+        return topic.removesuffix(".events")
+    return None
+
+
 def dead_letters(service: str) -> str:
     """Where ``service`` parks records it cannot process, with the reason."""
     return f"{service}.dlq"

@@ -21,6 +21,8 @@ from datetime import UTC
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
+from contracts import topics
+from contracts.agencies import source_uri
 from contracts.envelope import CloudEvent, EnvelopeError
 from contracts.events import DossierEvent
 from services.runtime.clock import Clock
@@ -115,6 +117,13 @@ class RecordProcessor:
         """Handle ``record`` exactly once in effect; returns when it is safe to commit."""
         try:
             event = CloudEvent.from_record(key=record.key, value=record.value, headers=record.headers)
+            owner = topics.owner(record.topic)
+            # Only the topic's owner may write it (Kafka ACLs enforce it too where configured);
+            # an event claiming another source is refused rather than trusted.
+            if owner is not None and event.source != source_uri(owner):
+                raise EnvelopeError(
+                    "forged-source", f"{record.topic} is written by {source_uri(owner)}, not {event.source}"
+                )
         except EnvelopeError as exc:
             await self._park(record, consumer, exc.reason, exc.detail)
             return

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
+
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from contracts.agencies import source_uri
+from contracts.envelope import CloudEvent
+from contracts.events import Applicant, DossierHandedOver
 from infra.stack import Stack
-from tests.dossier_samples import land_transfer, wait_for_status
+from tests.dossier_samples import applicant, land_transfer, wait_for_status
 from tests.kafka_probe import read_topic, wait_group_caught_up
 
 pytestmark = pytest.mark.real
 
+WHEN = datetime(2026, 3, 9, 1, 0, tzinfo=UTC)
 CE = {
     "ce_specversion": "1.0",
     "ce_id": "poison-1",
@@ -46,6 +53,26 @@ async def test_poison_records_go_to_the_dlq_and_later_dossiers_still_complete(se
             {"ce_id": "poison-bare", "content-type": "application/json"},
         ),
     ]
+    # A valid handoff, but only intake writes handoffs: one claiming to come from tax is refused.
+    forged = CloudEvent.wrap(
+        DossierHandedOver(
+            dossier_id="HS-POISON",
+            procedure_code="LAND-TRANSFER",
+            step_index=1,
+            from_agency="one_stop",
+            to_agency="land_registry",
+            action="appraise",
+            budget_days=Decimal(3),
+            sent_at=WHEN,
+            due_at=WHEN,
+            applicant=Applicant.model_validate(applicant(1)),
+            details={},
+        ),
+        source=source_uri("tax"),
+        time=WHEN,
+        event_id="poison-forged",
+    )
+    poison.append(("forged", forged.value(), {n: v.decode() for n, v in forged.headers()}))
     # A header value that is not UTF-8 must not wedge the consumer inside FastStream.
     binary_header = [("ce_id", b"poison-bytes"), ("ce_type", b"\xff\xfe not utf-8")]
     producer = AIOKafkaProducer(bootstrap_servers=services.bootstrap_servers)
@@ -70,7 +97,7 @@ async def test_poison_records_go_to_the_dlq_and_later_dossiers_still_complete(se
 
     # The later dossier may sit on another partition: wait for the poison ones to be handled.
     await wait_group_caught_up(services.bootstrap_servers, "land_registry.handoffs", "handoffs.land_registry")
-    ids = {h["ce_id"] for *_, h in poison} | {"poison-bytes"}
+    ids = {str(h["ce_id"]) for *_, h in poison} | {"poison-bytes"}
     parked = await dead_letters(services.bootstrap_servers, "land_registry.dlq", ids)
     assert parked["poison-json"]["dlq_reason"] == "schema-invalid"
     assert parked["poison-json"]["value"] == "{this is not json"  # original bytes kept
@@ -78,6 +105,7 @@ async def test_poison_records_go_to_the_dlq_and_later_dossiers_still_complete(se
     assert "teleported" in parked["poison-type"]["dlq_detail"]
     assert parked["poison-bare"]["dlq_reason"] == "not-a-cloudevent"
     assert parked["poison-bytes"]["dlq_reason"] == "bad-headers"
+    assert parked["poison-forged"]["dlq_reason"] == "forged-source"
     for letter in parked.values():
         assert letter["dlq_topic"] == "handoffs.land_registry"
         assert letter["dlq_consumer"] == "land_registry.handoffs"
