@@ -44,8 +44,12 @@ class DossierEvent(Contract):
     dossier_id: str = Field(min_length=1, max_length=64, examples=["HS-2026-000123"])
 
 
-class DossierReceived(DossierEvent):
-    """The one-stop desk accepted a complete dossier and issued the receipt slip."""
+class DossierReceivedV1(DossierEvent):
+    """The one-stop desk accepted a complete dossier (v1, superseded by v2).
+
+    Kept so that records written before v2 stay readable; readers upcast it to v2
+    (:func:`contracts.upcasting.upcast`). Writers emit v2 only.
+    """
 
     TYPE: ClassVar[str] = "vn.gov.dossier.received.v1"
 
@@ -59,6 +63,46 @@ class DossierReceived(DossierEvent):
     statutory_limit_days: Decimal
     fees_vnd: int = Field(ge=0)
     return_place: str
+
+
+class ReceivedDocument(Contract):
+    """One document handed in, as the receipt slip lists it."""
+
+    code: str = Field(examples=["TRANSFER_CONTRACT"])
+    name: str = Field(examples=["Hợp đồng chuyển nhượng quyền sử dụng đất"])
+
+
+class FeeLine(Contract):
+    """One fee charged at receipt."""
+
+    name: str
+    amount_vnd: int = Field(ge=0)
+
+
+class DossierReceived(DossierEvent):
+    """The one-stop desk accepted a complete dossier and issued the receipt slip.
+
+    v2 breaks v1 on purpose: the receipt form lists each document by name and each fee on its
+    own line, which v1's ``documents: list[code]`` and ``fees_vnd: int`` could not carry.
+    """
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.received.v2"
+
+    procedure_code: str
+    procedure_name: str
+    level: Literal["city", "ward"]
+    applicant: Applicant
+    documents: list[ReceivedDocument]
+    received_at: datetime
+    appointment_at: datetime = Field(description="When the result is promised (receipt slip).")
+    statutory_limit_days: Decimal
+    fees: list[FeeLine]
+    return_place: str
+
+    @property
+    def fees_total_vnd(self) -> int:
+        """Everything charged at receipt."""
+        return sum(fee.amount_vnd for fee in self.fees)
 
 
 class DossierHandedOver(DossierEvent):
@@ -157,6 +201,13 @@ class DossierReturned(DossierEvent):
 
 EVENT_TYPES: dict[str, type[DossierEvent]] = {
     cls.TYPE: cls
-    for cls in (DossierReceived, DossierHandedOver, StepCompleted, PaymentNoticeIssued, DossierReturned)
+    for cls in (
+        DossierReceivedV1,
+        DossierReceived,
+        DossierHandedOver,
+        StepCompleted,
+        PaymentNoticeIssued,
+        DossierReturned,
+    )
 }
 """Every event type a reader may meet, by CloudEvents type name."""

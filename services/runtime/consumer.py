@@ -14,6 +14,7 @@ The rules, the same in every service:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC
@@ -25,6 +26,7 @@ from contracts import topics
 from contracts.agencies import source_uri
 from contracts.envelope import CloudEvent, EnvelopeError
 from contracts.events import DossierEvent
+from contracts.upcasting import upcast
 from services.runtime.clock import Clock
 from services.runtime.unit_of_work import UnitOfWork, unit_of_work
 
@@ -127,6 +129,8 @@ class RecordProcessor:
         except EnvelopeError as exc:
             await self._park(record, consumer, exc.reason, exc.detail)
             return
+        # Handlers see only the newest version of each event.
+        event = dataclasses.replace(event, data=upcast(event.data))
         if not isinstance(event.data, accepts):
             # A valid event meant for another reader of the same topic: not ours, not an error.
             self.ignored_total += 1

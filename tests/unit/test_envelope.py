@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
 from contracts.envelope import MAX_EVENT_BYTES, CloudEvent, EnvelopeError
-from contracts.events import Applicant, DossierReceived, StepCompleted
+from contracts.events import (
+    Applicant,
+    DossierReceived,
+    DossierReceivedV1,
+    FeeLine,
+    ReceivedDocument,
+    StepCompleted,
+)
+from contracts.upcasting import upcast
 from services.notification.domain.notices import render, vnd
 
 WHEN = datetime(2026, 3, 9, 1, 0, tzinfo=UTC)
@@ -23,10 +32,26 @@ def received() -> DossierReceived:
         procedure_name="Đăng ký biến động",
         level="city",
         applicant=APPLICANT,
-        documents=["REGISTRATION_FORM"],
+        documents=[ReceivedDocument(code="TRANSFER_CONTRACT", name="Hợp đồng chuyển nhượng")],
         received_at=WHEN,
         appointment_at=datetime(2026, 3, 19, 10, 0, tzinfo=UTC),
-        statutory_limit_days=8,
+        statutory_limit_days=Decimal(8),
+        fees=[FeeLine(name="Phí thẩm định", amount_vnd=500_000), FeeLine(name="Phí khác", amount_vnd=25_000)],
+        return_place="Bộ phận Một cửa",
+    )
+
+
+def received_v1() -> DossierReceivedV1:
+    return DossierReceivedV1(
+        dossier_id="HS-1",
+        procedure_code="LAND-TRANSFER",
+        procedure_name="Đăng ký biến động",
+        level="city",
+        applicant=APPLICANT,
+        documents=["TRANSFER_CONTRACT"],
+        received_at=WHEN,
+        appointment_at=datetime(2026, 3, 19, 10, 0, tzinfo=UTC),
+        statutory_limit_days=Decimal(8),
         fees_vnd=500_000,
         return_place="Bộ phận Một cửa",
     )
@@ -40,7 +65,7 @@ def test_round_trip_keeps_attributes_data_and_trace_context() -> None:
     trace = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
     event = CloudEvent.wrap(received(), source="/vn/gov/agencies/one_stop", time=WHEN, extra_headers=trace)
     headers = dict(event.headers())
-    assert headers["ce_type"] == b"vn.gov.dossier.received.v1"
+    assert headers["ce_type"] == b"vn.gov.dossier.received.v2"
     assert headers["ce_subject"] == b"HS-1"
     assert headers["content-type"] == b"application/json"
     assert event.key == b"HS-1"
@@ -101,5 +126,22 @@ def test_receipt_is_rendered_in_vietnam_time_with_vietnamese_money() -> None:
     assert notice.kind == "receipt"
     assert "Thời gian nhận hồ sơ: 08 giờ 00 phút, ngày 09/03/2026" in notice.body
     assert "Thời gian trả kết quả giải quyết hồ sơ: 17 giờ 00 phút, ngày 19/03/2026" in notice.body
-    assert "Phí, lệ phí: 500.000 đồng" in notice.body
+    assert "1. Hợp đồng chuyển nhượng" in notice.body
+    assert "- Phí thẩm định: 500.000 đồng" in notice.body
+    assert "Tổng cộng: 525.000 đồng" in notice.body
     assert vnd(37_500_000) == "37.500.000 đồng"
+
+
+def test_v1_records_are_read_and_upcast_to_v2() -> None:
+    old = CloudEvent.wrap(received_v1(), source="/vn/gov/agencies/one_stop", time=WHEN)
+    assert dict(old.headers())["ce_type"] == b"vn.gov.dossier.received.v1"
+    read = CloudEvent.from_record(**record(old))  # type: ignore[arg-type]
+    assert isinstance(read.data, DossierReceivedV1)
+    new = upcast(read.data)
+    assert isinstance(new, DossierReceived)
+    assert new.documents == [ReceivedDocument(code="TRANSFER_CONTRACT", name="TRANSFER_CONTRACT")]
+    assert new.fees_total_vnd == 500_000
+    assert upcast(new) is new  # the newest version is left alone
+    notice = render(new)
+    assert notice is not None
+    assert "Tổng cộng: 500.000 đồng" in notice.body

@@ -100,9 +100,17 @@ class Procedure(_Strict):
             for error in sorted(validator.iter_errors(details), key=lambda e: list(e.absolute_path))
         ]
 
+    def fee_lines(self, details: dict[str, Any]) -> list[tuple[str, int]]:
+        """Each fee due for this dossier with its amount in VND."""
+        return [(f.name, f.amount_vnd * (int(details[f.per]) if f.per else 1)) for f in self.fees]
+
     def fee_total(self, details: dict[str, Any]) -> int:
         """Fees due for this dossier, in VND."""
-        return sum(f.amount_vnd * (int(details[f.per]) if f.per else 1) for f in self.fees)
+        return sum(amount for _, amount in self.fee_lines(details))
+
+    def document_name(self, code: str) -> str:
+        """The published name of a document (the code itself for an extra document)."""
+        return next((d.name for d in self.required_documents if d.code == code), code)
 
 
 class Catalog(_Strict):

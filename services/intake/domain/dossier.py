@@ -19,6 +19,8 @@ from contracts.events import (
     DossierHandedOver,
     DossierReceived,
     DossierReturned,
+    FeeLine,
+    ReceivedDocument,
     StepCompleted,
 )
 from services.intake.domain.catalog import Procedure, Step
@@ -153,11 +155,11 @@ class Dossier:
                 procedure_name=procedure.name,
                 level=procedure.level,
                 applicant=applicant,
-                documents=documents,
+                documents=[ReceivedDocument(code=c, name=procedure.document_name(c)) for c in documents],
                 received_at=now,
                 appointment_at=dossier.appointment_at,
                 statutory_limit_days=procedure.statutory_limit_days,
-                fees_vnd=dossier.fees_vnd,
+                fees=[FeeLine(name=name, amount_vnd=amount) for name, amount in procedure.fee_lines(details)],
                 return_place=procedure.return_place,
             )
         ]

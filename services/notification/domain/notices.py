@@ -64,7 +64,8 @@ def render(event: DossierEvent) -> Notice | None:
 
 
 def _receipt(e: DossierReceived) -> Notice:
-    documents = "\n".join(f"   {i}. {code}" for i, code in enumerate(e.documents, start=1))
+    documents = "\n".join(f"   {i}. {d.name}" for i, d in enumerate(e.documents, start=1))
+    fees = "\n".join(f"   - {fee.name}: {vnd(fee.amount_vnd)}" for fee in e.fees) or "   (không thu)"
     body = f"""GIẤY TIẾP NHẬN HỒ SƠ VÀ HẸN TRẢ KẾT QUẢ
 Mã hồ sơ: {e.dossier_id}
 
@@ -81,7 +82,9 @@ Nội dung yêu cầu giải quyết: {e.procedure_name}
 4. Thời gian nhận hồ sơ: {when(e.received_at)}
 5. Thời gian trả kết quả giải quyết hồ sơ: {when(e.appointment_at)}
 6. Nhận kết quả tại: {e.return_place}
-Phí, lệ phí: {vnd(e.fees_vnd)}
+7. Phí, lệ phí:
+{fees}
+   Tổng cộng: {vnd(e.fees_total_vnd)}
 """
     return Notice("receipt", e.dossier_id, e.applicant, f"Giấy tiếp nhận hồ sơ {e.dossier_id}", body)
 
