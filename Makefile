@@ -7,13 +7,23 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format setup kafka-jars clean
+.PHONY: run test lint format setup kafka-jars clean contracts-check contracts-register docs
 
 run: setup kafka-jars ## Start Kafka, Postgres and every service; Ctrl-C stops them
 	$(PY) -m infra.stack run
 
-test: setup kafka-jars lint ## Lint, then every test (unit, integration, end to end on real Kafka and Postgres)
+test: setup kafka-jars lint contracts-check ## Lint, contracts, then every test (real Kafka and Postgres)
 	$(PY) -m pytest
+
+contracts-check: setup ## Models vs committed schemas (drift, compatibility), AsyncAPI and catalog up to date
+	$(PY) -m contracts.registry check
+	$(PY) -m services.specification --check
+
+contracts-register: setup ## Record changed event models as new schema revisions (refused if incompatible)
+	$(PY) -m contracts.registry register
+
+docs: setup ## Regenerate contracts/asyncapi.yaml and contracts/EVENTS.md from the services
+	$(PY) -m services.specification
 
 lint: setup ## ruff and mypy --strict
 	$(VENV)/bin/ruff check .

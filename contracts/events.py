@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.agencies import Agency
+from contracts.compatibility import CompatibilityMode
 
 
 class Contract(BaseModel):
@@ -40,6 +41,8 @@ class DossierEvent(Contract):
 
     TYPE: ClassVar[str]
     """CloudEvents ``type``: reverse-DNS name ending in the major version."""
+    COMPATIBILITY: ClassVar[CompatibilityMode] = CompatibilityMode.BACKWARD_TRANSITIVE
+    """How revisions of this version may change (checked by ``make contracts-check``)."""
 
     dossier_id: str = Field(min_length=1, max_length=64, examples=["HS-2026-000123"])
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import yaml
 from fastapi import FastAPI
 
-from contracts import topics
 from contracts.agencies import ONE_STOP
 from services.intake import store
 from services.intake.api import build_router
@@ -27,18 +26,19 @@ def load_catalog(path: Path = CATALOG_FILE) -> Catalog:
     return Catalog.from_mapping(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
+def build_runtime(settings: ServiceSettings, *, clock: Clock | None = None) -> tuple[ServiceRuntime, Desk]:
+    """The desk's runtime with its subscriptions and publications declared (not started)."""
+    runtime = ServiceRuntime(settings=settings, agency=ONE_STOP, migrations=store.MIGRATIONS, clock=clock)
+    desk = Desk(runtime=runtime, catalog=load_catalog(), calendar=WorkingDayCalendar())
+    desk.register()
+    return runtime, desk
+
+
 def create_app(settings: ServiceSettings | None = None, *, clock: Clock | None = None) -> FastAPI:
     """The intake service as an ASGI app."""
-    settings = settings or ServiceSettings.from_env("intake", default_port=DEFAULT_PORT)
-    catalog = load_catalog()
-    used = [topics.INTAKE_EVENTS]
-    for agency in catalog.agencies():
-        used += [topics.handoffs(agency), topics.agency_events(agency)]
-    runtime = ServiceRuntime(
-        settings=settings, agency=ONE_STOP, migrations=store.MIGRATIONS, topics_used=used, clock=clock
+    runtime, desk = build_runtime(
+        settings or ServiceSettings.from_env("intake", default_port=DEFAULT_PORT), clock=clock
     )
-    desk = Desk(runtime=runtime, catalog=catalog, calendar=WorkingDayCalendar())
-    desk.register_subscribers()
     app = create_service_app(
         runtime,
         title="One-stop desk (intake)",

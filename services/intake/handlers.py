@@ -11,7 +11,14 @@ from typing import Any
 
 from contracts import topics
 from contracts.envelope import CloudEvent
-from contracts.events import Applicant, DossierEvent, DossierHandedOver, StepCompleted
+from contracts.events import (
+    Applicant,
+    DossierEvent,
+    DossierHandedOver,
+    DossierReceived,
+    DossierReturned,
+    StepCompleted,
+)
 from services.intake import store
 from services.intake.domain.catalog import Catalog
 from services.intake.domain.dossier import Dossier, TransitionRefused
@@ -33,8 +40,14 @@ class Desk:
         self.catalog = catalog
         self.calendar = calendar
 
-    def register_subscribers(self) -> None:
-        """Listen to every agency the catalog routes to; a new agency needs no code here."""
+    def register(self) -> None:
+        """Declare what the desk writes, and listen to every agency the catalog routes to.
+
+        A new agency in the catalog needs no code here.
+        """
+        self.runtime.publishes(topics.INTAKE_EVENTS, DossierReceived, DossierReturned)
+        for agency in sorted(self.catalog.agencies()):
+            self.runtime.publishes(topics.handoffs(agency), DossierHandedOver)
         for agency in sorted(self.catalog.agencies()):
             self.runtime.subscribe(
                 topics.agency_events(agency),

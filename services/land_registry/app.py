@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from contracts import topics
 from contracts.agencies import LAND_REGISTRY
 from services.land_registry import store
 from services.land_registry.domain.registry import LandPriceTable
@@ -16,15 +15,16 @@ from services.runtime.settings import ServiceSettings
 DEFAULT_PORT = 8001
 
 
+def build_runtime(settings: ServiceSettings, *, clock: Clock | None = None) -> ServiceRuntime:
+    """The registry's runtime with its subscriptions and publications declared (not started)."""
+    runtime = ServiceRuntime(
+        settings=settings, agency=LAND_REGISTRY, migrations=store.MIGRATIONS, clock=clock
+    )
+    Registry(runtime=runtime, prices=LandPriceTable.load()).register()
+    return runtime
+
+
 def create_app(settings: ServiceSettings | None = None, *, clock: Clock | None = None) -> FastAPI:
     """The land registry service as an ASGI app (``/health``)."""
     settings = settings or ServiceSettings.from_env(LAND_REGISTRY, default_port=DEFAULT_PORT)
-    runtime = ServiceRuntime(
-        settings=settings,
-        agency=LAND_REGISTRY,
-        migrations=store.MIGRATIONS,
-        topics_used=[topics.handoffs(LAND_REGISTRY), topics.agency_events(LAND_REGISTRY)],
-        clock=clock,
-    )
-    Registry(runtime=runtime, prices=LandPriceTable.load()).register_subscribers()
-    return create_service_app(runtime, title="Land registry office")
+    return create_service_app(build_runtime(settings, clock=clock), title="Land registry office")

@@ -20,8 +20,9 @@ class Registry:
         self.runtime = runtime
         self.prices = prices
 
-    def register_subscribers(self) -> None:
-        """Read only what is addressed to the land registry."""
+    def register(self) -> None:
+        """Read only what is addressed to the land registry; answer on its own topic."""
+        self.runtime.publishes(topics.agency_events(LAND_REGISTRY), StepCompleted)
         self.runtime.subscribe(
             topics.handoffs(LAND_REGISTRY),
             consumer="land_registry.handoffs",

@@ -18,7 +18,7 @@ class NoticeWriter:
     def __init__(self, *, runtime: ServiceRuntime) -> None:
         self.runtime = runtime
 
-    def register_subscribers(self) -> None:
+    def register(self) -> None:
         """Receipts and results come from the desk, payment notices from the tax authority."""
         self.runtime.subscribe(
             topics.INTAKE_EVENTS,

@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 
 import asyncpg
 import uvicorn
@@ -39,6 +40,23 @@ from services.runtime.unit_of_work import UnitOfWork, unit_of_work
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Subscription:
+    """A service reads ``accepts`` from ``topic`` as consumer group ``consumer``."""
+
+    topic: str
+    consumer: str
+    accepts: tuple[type[DossierEvent], ...]
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A service writes ``events`` to ``topic`` (through its outbox)."""
+
+    topic: str
+    events: tuple[type[DossierEvent], ...]
+
+
 class ServiceRuntime:
     """Settings, Postgres pool, Kafka broker and producer, outbox relay and dead letters."""
 
@@ -48,7 +66,7 @@ class ServiceRuntime:
         settings: ServiceSettings,
         agency: str,
         migrations: tuple[Migration, ...],
-        topics_used: Iterable[str],
+        topics_used: Iterable[str] = (),
         clock: Clock | None = None,
     ) -> None:
         self.settings = settings
@@ -57,6 +75,8 @@ class ServiceRuntime:
         self.clock: Clock = clock or WallClock()
         self._migrations = migrations
         self._topics = {*topics_used, topics.dead_letters(self.name)}
+        self.subscriptions: list[Subscription] = []
+        self.publications: list[Publication] = []
         self._pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
         self._relay: OutboxRelay | None = None
@@ -100,6 +120,8 @@ class ServiceRuntime:
         ``consumer`` names the Kafka consumer group and the inbox; keep it stable, or
         the service would read the topic again from the start.
         """
+        self.subscriptions.append(Subscription(topic, consumer, accepts))
+        self._topics.add(topic)
 
         # Offsets are committed only after the handler returned, i.e. after the transaction
         # committed (NACK_ON_ERROR: FastStream's default ACK_FIRST would be at-most-once).
@@ -115,6 +137,22 @@ class ServiceRuntime:
         async def on_record(message: KafkaMessage) -> None:
             await self.processor.process(
                 message.raw_message, consumer=consumer, accepts=accepts, handler=handler
+            )
+
+    def publishes(self, topic: str, *events: type[DossierEvent]) -> None:
+        """Declare that this service writes ``events`` to ``topic``.
+
+        The outbox relay does the writing; the declaration creates the topic at start and puts
+        the events' schemas into the AsyncAPI document and the event catalog.
+        """
+        self.publications.append(Publication(topic, events))
+        self._topics.add(topic)
+        for event in events:
+            self.broker.publisher(
+                topic,
+                schema=event,
+                title=f"{topic}:{event.TYPE}",
+                description=(event.__doc__ or "").strip().splitlines()[0],
             )
 
     def unit_of_work(self) -> AbstractAsyncContextManager[UnitOfWork]:

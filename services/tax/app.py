@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from contracts import topics
 from contracts.agencies import TAX
 from services.runtime.clock import Clock
 from services.runtime.service import ServiceRuntime, create_service_app
@@ -15,15 +14,14 @@ from services.tax.handlers import TaxOffice
 DEFAULT_PORT = 8002
 
 
+def build_runtime(settings: ServiceSettings, *, clock: Clock | None = None) -> ServiceRuntime:
+    """The tax authority's runtime with its subscriptions and publications declared."""
+    runtime = ServiceRuntime(settings=settings, agency=TAX, migrations=store.MIGRATIONS, clock=clock)
+    TaxOffice(runtime=runtime).register()
+    return runtime
+
+
 def create_app(settings: ServiceSettings | None = None, *, clock: Clock | None = None) -> FastAPI:
     """The tax service as an ASGI app (``/health``)."""
     settings = settings or ServiceSettings.from_env(TAX, default_port=DEFAULT_PORT)
-    runtime = ServiceRuntime(
-        settings=settings,
-        agency=TAX,
-        migrations=store.MIGRATIONS,
-        topics_used=[topics.handoffs(TAX), topics.agency_events(TAX)],
-        clock=clock,
-    )
-    TaxOffice(runtime=runtime).register_subscribers()
-    return create_service_app(runtime, title="Tax authority")
+    return create_service_app(build_runtime(settings, clock=clock), title="Tax authority")

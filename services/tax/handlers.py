@@ -19,8 +19,9 @@ class TaxOffice:
     def __init__(self, *, runtime: ServiceRuntime) -> None:
         self.runtime = runtime
 
-    def register_subscribers(self) -> None:
-        """Read only what is addressed to the tax authority."""
+    def register(self) -> None:
+        """Read only what is addressed to the tax authority; answer on its own topic."""
+        self.runtime.publishes(topics.agency_events(TAX), PaymentNoticeIssued, StepCompleted)
         self.runtime.subscribe(
             topics.handoffs(TAX),
             consumer="tax.handoffs",

@@ -1,0 +1,128 @@
+"""One realistic example of every event version, for the event catalog and the tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from contracts.events import (
+    Applicant,
+    DossierEvent,
+    DossierHandedOver,
+    DossierReceived,
+    DossierReceivedV1,
+    DossierReturned,
+    FeeLine,
+    PaymentNoticeIssued,
+    ReceivedDocument,
+    StepCompleted,
+)
+
+_AT = datetime(2026, 3, 9, 2, 0, tzinfo=UTC)
+_DOSSIER = "HS-260309-1A2B3C4D5E"
+_APPLICANT = Applicant(
+    full_name="Nguyễn Văn An", id_number="079088001234", phone="0912345678", email="an.nguyen@example.vn"
+)
+_DETAILS = {
+    "certificate_number": "CS 123456",
+    "parcel": {
+        "ward": "phuong-3",
+        "map_sheet": 12,
+        "parcel_number": 345,
+        "area_m2": 100.5,
+        "land_use_code": "ODT",
+    },
+    "transferee": {"full_name": "Trần Thị Bình", "id_number": "079090005678"},
+    "transfer_price_vnd": 1_500_000_000,
+}
+_APPRAISAL = {
+    "parcel_ref": "phuong-3/tờ 12/thửa 345",
+    "area_m2": "100.5",
+    "land_use_code": "ODT",
+    "table_price_vnd_per_m2": 12_000_000,
+    "table_value_vnd": 1_206_000_000,
+    "declared_price_vnd": 1_500_000_000,
+}
+
+EXAMPLES: dict[str, DossierEvent] = {
+    e.TYPE: e
+    for e in (
+        DossierReceivedV1(
+            dossier_id=_DOSSIER,
+            procedure_code="LAND-TRANSFER",
+            procedure_name="Đăng ký biến động quyền sử dụng đất do chuyển nhượng",
+            level="city",
+            applicant=_APPLICANT,
+            documents=["REGISTRATION_FORM", "TRANSFER_CONTRACT"],
+            received_at=_AT,
+            appointment_at=datetime(2026, 3, 19, 2, 0, tzinfo=UTC),
+            statutory_limit_days=Decimal(8),
+            fees_vnd=500_000,
+            return_place="Bộ phận Một cửa, UBND thành phố Tân An",
+        ),
+        DossierReceived(
+            dossier_id=_DOSSIER,
+            procedure_code="LAND-TRANSFER",
+            procedure_name="Đăng ký biến động quyền sử dụng đất do chuyển nhượng",
+            level="city",
+            applicant=_APPLICANT,
+            documents=[
+                ReceivedDocument(code="TRANSFER_CONTRACT", name="Hợp đồng chuyển nhượng quyền sử dụng đất"),
+            ],
+            received_at=_AT,
+            appointment_at=datetime(2026, 3, 19, 2, 0, tzinfo=UTC),
+            statutory_limit_days=Decimal(8),
+            fees=[FeeLine(name="Phí thẩm định hồ sơ", amount_vnd=500_000)],
+            return_place="Bộ phận Một cửa, UBND thành phố Tân An",
+        ),
+        DossierHandedOver(
+            dossier_id=_DOSSIER,
+            procedure_code="LAND-TRANSFER",
+            step_index=2,
+            from_agency="land_registry",
+            to_agency="tax",
+            action="assess",
+            budget_days=Decimal("0.5"),
+            sent_at=_AT,
+            due_at=datetime(2026, 3, 9, 6, 0, tzinfo=UTC),
+            applicant=_APPLICANT,
+            details=_DETAILS,
+            results={"appraise": _APPRAISAL},
+        ),
+        StepCompleted(
+            dossier_id=_DOSSIER,
+            step_index=1,
+            agency="land_registry",
+            action="appraise",
+            outcome="done",
+            received_at=_AT,
+            completed_at=_AT,
+            note="hồ sơ đủ điều kiện chuyển nhượng",
+            result=_APPRAISAL,
+        ),
+        PaymentNoticeIssued(
+            dossier_id=_DOSSIER,
+            notice_number="TB-2026-000042",
+            applicant=_APPLICANT,
+            taxable_value_vnd=1_500_000_000,
+            registration_fee_vnd=7_500_000,
+            personal_income_tax_vnd=30_000_000,
+            total_vnd=37_500_000,
+            issued_at=_AT,
+            pay_by=datetime(2026, 4, 8, 2, 0, tzinfo=UTC),
+        ),
+        DossierReturned(
+            dossier_id=_DOSSIER,
+            procedure_code="LAND-TRANSFER",
+            procedure_name="Đăng ký biến động quyền sử dụng đất do chuyển nhượng",
+            applicant=_APPLICANT,
+            outcome="approved",
+            returned_at=datetime(2026, 3, 18, 8, 0, tzinfo=UTC),
+            appointment_at=datetime(2026, 3, 19, 2, 0, tzinfo=UTC),
+            on_time=True,
+            summary="Hồ sơ đã giải quyết xong; mời ông/bà nhận kết quả.",
+            result={"certificate_serial": "TA 100042", "holder": "Trần Thị Bình"},
+        ),
+    )
+}
+"""By CloudEvents type; every type in ``EVENT_TYPES`` has one (a test checks it)."""
