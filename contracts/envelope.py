@@ -128,6 +128,13 @@ class CloudEvent:
             )
         model = EVENT_TYPES.get(attrs["ce_type"])
         if model is None:
+            family = attrs["ce_type"].rsplit(".v", 1)[0]
+            known = sorted(t for t in EVENT_TYPES if t.rsplit(".v", 1)[0] == family)
+            if known:
+                raise EnvelopeError(
+                    "unknown-version",
+                    f"{attrs['ce_type']!r} is not a known version; readable: {', '.join(known)}",
+                )
             raise EnvelopeError("unknown-type", f"no contract for type {attrs['ce_type']!r}")
         try:
             data = model.model_validate_json(value)

@@ -53,6 +53,23 @@ async def test_poison_records_go_to_the_dlq_and_later_dossiers_still_complete(se
             {"ce_id": "poison-bare", "content-type": "application/json"},
         ),
     ]
+    poison += [
+        (
+            "wrong-version",
+            b"{}",
+            {**CE, "ce_id": "poison-version", "ce_type": "vn.gov.dossier.handed_over.v9"},
+        ),
+        (
+            "schema-invalid",
+            b'{"dossier_id": "HS-POISON", "step_index": "first"}',
+            {**CE, "ce_id": "poison-shape", "ce_type": "vn.gov.dossier.handed_over.v1"},
+        ),
+        (
+            "oversized",
+            b'{"dossier_id": "HS-POISON", "padding": "' + b"x" * 300_000 + b'"}',
+            {**CE, "ce_id": "poison-big", "ce_type": "vn.gov.dossier.handed_over.v1"},
+        ),
+    ]
     # A valid handoff, but only intake writes handoffs: one claiming to come from tax is refused.
     forged = CloudEvent.wrap(
         DossierHandedOver(
@@ -106,6 +123,11 @@ async def test_poison_records_go_to_the_dlq_and_later_dossiers_still_complete(se
     assert parked["poison-bare"]["dlq_reason"] == "not-a-cloudevent"
     assert parked["poison-bytes"]["dlq_reason"] == "bad-headers"
     assert parked["poison-forged"]["dlq_reason"] == "forged-source"
+    assert parked["poison-version"]["dlq_reason"] == "unknown-version"
+    assert parked["poison-shape"]["dlq_reason"] == "schema-invalid"
+    assert "step_index" in parked["poison-shape"]["dlq_detail"]
+    assert parked["poison-big"]["dlq_reason"] == "oversized"
+    assert len(parked["poison-big"]["value"]) > 300_000  # parked whole, nothing lost
     for letter in parked.values():
         assert letter["dlq_topic"] == "handoffs.land_registry"
         assert letter["dlq_consumer"] == "land_registry.handoffs"

@@ -94,6 +94,7 @@ def test_bad_records_are_named_precisely() -> None:
     bad("schema-invalid", value=b"{not json")
     bad("schema-invalid", value=b'{"dossier_id": "HS-1"}')
     bad("unknown-type", ce_type="vn.gov.dossier.exploded.v1")
+    bad("unknown-version", ce_type="vn.gov.dossier.received.v7")
     bad("wrong-specversion", ce_specversion="0.3")
     bad("not-a-cloudevent", drop="ce_id")
     bad("subject-mismatch", key=b"HS-2")
