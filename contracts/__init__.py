@@ -8,13 +8,17 @@ from contracts.agencies import CITIZEN, LAND_REGISTRY, NOTIFICATION, ONE_STOP, T
 from contracts.envelope import CloudEvent, EnvelopeError
 from contracts.events import (
     EVENT_TYPES,
+    ApologyIssued,
     Applicant,
+    DossierEscalated,
     DossierEvent,
     DossierHandedOver,
     DossierReceived,
     DossierReturned,
     PaymentNoticeIssued,
     StepCompleted,
+    StepOverdue,
+    SupplementRequested,
 )
 
 __all__ = [
@@ -25,8 +29,10 @@ __all__ = [
     "ONE_STOP",
     "TAX",
     "Agency",
+    "ApologyIssued",
     "Applicant",
     "CloudEvent",
+    "DossierEscalated",
     "DossierEvent",
     "DossierHandedOver",
     "DossierReceived",
@@ -34,4 +40,6 @@ __all__ = [
     "EnvelopeError",
     "PaymentNoticeIssued",
     "StepCompleted",
+    "StepOverdue",
+    "SupplementRequested",
 ]

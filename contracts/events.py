@@ -140,7 +140,7 @@ class StepCompleted(DossierEvent):
     step_index: int = Field(ge=0)
     agency: Agency
     action: str
-    outcome: Literal["done", "rejected"]
+    outcome: Literal["done", "rejected", "needs_supplement"]
     received_at: datetime = Field(description="When the agency took the dossier in.")
     completed_at: datetime
     note: str = ""
@@ -151,7 +151,7 @@ class StepCompleted(DossierEvent):
         cls,
         handover: DossierHandedOver,
         *,
-        outcome: Literal["done", "rejected"],
+        outcome: Literal["done", "rejected", "needs_supplement"],
         received_at: datetime,
         completed_at: datetime,
         note: str = "",
@@ -202,6 +202,75 @@ class DossierReturned(DossierEvent):
     result: dict[str, Any] = Field(default_factory=dict)
 
 
+class SupplementRequested(DossierEvent):
+    """The dossier is incomplete: the citizen must supplement it; the clock stops until then.
+
+    When the complete supplement arrives the statutory limit restarts in full.
+    """
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.supplement_requested.v1"
+
+    requested_by_agency: Agency
+    requested_by_name: str = Field(description="The agency's name as printed on the request.")
+    applicant: Applicant
+    procedure_name: str
+    missing_documents: list[str] = Field(description="Names of the documents to add or correct.")
+    reason: str
+    requested_at: datetime
+
+
+class StepOverdue(DossierEvent):
+    """A step passed its due time without being completed (escalated to that agency)."""
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.step_overdue.v1"
+
+    step_index: int = Field(ge=0)
+    agency: Agency
+    action: str
+    budget_days: Decimal
+    due_at: datetime
+    detected_at: datetime
+    appointment_at: datetime
+
+
+class ApologyIssued(DossierEvent):
+    """The agency at fault apologises and gives a new date (phiếu xin lỗi và hẹn lại).
+
+    Issued no later than one working day before the promised date where the overrun leaves
+    that much time; a dossier is rescheduled at most once.
+    """
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.apology_issued.v1"
+
+    letter_number: str = Field(examples=["PXL-2026-000007"])
+    issued_by_agency: Agency = Field(description="The agency whose step overran; it signs the letter.")
+    issuer_name: str = Field(examples=["Chi cục Thuế thành phố Tân An"])
+    signatory_title: str = Field(examples=["Chi cục trưởng"])
+    applicant: Applicant
+    procedure_name: str
+    received_at: datetime
+    original_appointment_at: datetime
+    new_appointment_at: datetime
+    reason: str
+    issued_at: datetime
+    working_days_notice: Decimal = Field(
+        description="Working days between the letter and the original promised date."
+    )
+
+
+class DossierEscalated(DossierEvent):
+    """A rescheduled dossier slipped again: supervisors are alerted, no second apology."""
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.escalated.v1"
+
+    agency: Agency
+    step_index: int = Field(ge=0)
+    action: str
+    reason: str
+    appointment_at: datetime
+    detected_at: datetime
+
+
 EVENT_TYPES: dict[str, type[DossierEvent]] = {
     cls.TYPE: cls
     for cls in (
@@ -211,6 +280,10 @@ EVENT_TYPES: dict[str, type[DossierEvent]] = {
         StepCompleted,
         PaymentNoticeIssued,
         DossierReturned,
+        SupplementRequested,
+        StepOverdue,
+        ApologyIssued,
+        DossierEscalated,
     )
 }
 """Every event type a reader may meet, by CloudEvents type name."""

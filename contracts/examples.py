@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from contracts.events import (
+    ApologyIssued,
     Applicant,
+    DossierEscalated,
     DossierEvent,
     DossierHandedOver,
     DossierReceived,
@@ -16,6 +18,8 @@ from contracts.events import (
     PaymentNoticeIssued,
     ReceivedDocument,
     StepCompleted,
+    StepOverdue,
+    SupplementRequested,
 )
 
 _AT = datetime(2026, 3, 9, 2, 0, tzinfo=UTC)
@@ -122,6 +126,50 @@ EXAMPLES: dict[str, DossierEvent] = {
             on_time=True,
             summary="Hồ sơ đã giải quyết xong; mời ông/bà nhận kết quả.",
             result={"certificate_serial": "TA 100042", "holder": "Trần Thị Bình"},
+        ),
+        SupplementRequested(
+            dossier_id=_DOSSIER,
+            requested_by_agency="land_registry",
+            requested_by_name="Chi nhánh Văn phòng Đăng ký đất đai thành phố Tân An",
+            applicant=_APPLICANT,
+            procedure_name="Đăng ký biến động quyền sử dụng đất do chuyển nhượng",
+            missing_documents=["Bản vẽ sơ đồ thửa đất có xác nhận"],
+            reason="Diện tích trên hợp đồng không khớp với hồ sơ địa chính",
+            requested_at=_AT,
+        ),
+        StepOverdue(
+            dossier_id=_DOSSIER,
+            step_index=2,
+            agency="tax",
+            action="assess",
+            budget_days=Decimal("0.5"),
+            due_at=datetime(2026, 3, 12, 6, 0, tzinfo=UTC),
+            detected_at=datetime(2026, 3, 12, 6, 0, tzinfo=UTC),
+            appointment_at=datetime(2026, 3, 19, 2, 0, tzinfo=UTC),
+        ),
+        ApologyIssued(
+            dossier_id=_DOSSIER,
+            letter_number="PXL-2026-000007",
+            issued_by_agency="tax",
+            issuer_name="Chi cục Thuế thành phố Tân An",
+            signatory_title="Chi cục trưởng",
+            applicant=_APPLICANT,
+            procedure_name="Đăng ký biến động quyền sử dụng đất do chuyển nhượng",
+            received_at=_AT,
+            original_appointment_at=datetime(2026, 3, 19, 2, 0, tzinfo=UTC),
+            new_appointment_at=datetime(2026, 3, 20, 2, 0, tzinfo=UTC),
+            reason="Chi cục Thuế chưa hoàn thành việc xác định nghĩa vụ tài chính đúng hạn",
+            issued_at=datetime(2026, 3, 12, 6, 0, tzinfo=UTC),
+            working_days_notice=Decimal(4),
+        ),
+        DossierEscalated(
+            dossier_id=_DOSSIER,
+            agency="land_registry",
+            step_index=5,
+            action="issue_certificate",
+            reason="hồ sơ đã hẹn lại một lần nhưng tiếp tục trễ hạn",
+            appointment_at=datetime(2026, 3, 20, 2, 0, tzinfo=UTC),
+            detected_at=datetime(2026, 3, 20, 2, 0, tzinfo=UTC),
         ),
     )
 }

@@ -12,9 +12,10 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import uvicorn
@@ -77,6 +78,8 @@ class ServiceRuntime:
         self._topics = {*topics_used, topics.dead_letters(self.name)}
         self.subscriptions: list[Subscription] = []
         self.publications: list[Publication] = []
+        self._background: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
         self._relay: OutboxRelay | None = None
@@ -155,6 +158,14 @@ class ServiceRuntime:
                 description=(event.__doc__ or "").strip().splitlines()[0],
             )
 
+    def run_in_background(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``loop()`` as a task from start to stop (a deadline watcher, a delivery worker).
+
+        The loop should run forever and survive its own errors; if it ends anyway the
+        service's health turns red, so a supervisor restarts the process.
+        """
+        self._background.append((name, loop))
+
     def unit_of_work(self) -> AbstractAsyncContextManager[UnitOfWork]:
         """A transaction for work that does not start from a Kafka record (an HTTP request)."""
         return unit_of_work(
@@ -184,12 +195,19 @@ class ServiceRuntime:
             pool=self._pool, producer=self._producer, schema=self.name, channel=self._outbox_channel
         )
         await self._relay.start()
+        self._tasks = [
+            asyncio.create_task(loop(), name=f"{self.name}:{name}") for name, loop in self._background
+        ]
         await self.broker.start()
         log.info("%s: started", self.name)
 
     async def stop(self) -> None:
         """Stop consuming first, then relaying, then close connections."""
         await self.broker.stop()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self._relay is not None:
             await self._relay.stop()
         if self._producer is not None:
@@ -200,6 +218,8 @@ class ServiceRuntime:
     async def health(self) -> dict[str, bool]:
         """Readiness of each dependency; all True means the service can do its work."""
         checks = {"postgres": False, "kafka": False, "outbox_relay": False}
+        for task in self._tasks:
+            checks[task.get_name().split(":", 1)[1]] = not task.done()
         if self._pool is not None:
             try:
                 async with asyncio.timeout(2):
