@@ -130,6 +130,9 @@ class DossierHandedOver(DossierEvent):
     results: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Outputs of earlier steps, keyed by action."
     )
+    handoff_row: int | None = Field(
+        default=None, ge=0, description="Row of the process-control slip; answers quote it back."
+    )
 
 
 class StepCompleted(DossierEvent):
@@ -145,6 +148,7 @@ class StepCompleted(DossierEvent):
     completed_at: datetime
     note: str = ""
     result: dict[str, Any] = Field(default_factory=dict)
+    handoff_row: int | None = Field(default=None, ge=0, description="The handoff's slip row, quoted back.")
 
     @classmethod
     def answering(
@@ -168,6 +172,7 @@ class StepCompleted(DossierEvent):
             completed_at=completed_at,
             note=note,
             result=result or {},
+            handoff_row=handover.handoff_row,
         )
 
 

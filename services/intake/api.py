@@ -15,6 +15,7 @@ from contracts.events import Applicant
 from services.intake.domain.catalog import Fee, Procedure, RequiredDocument, Step
 from services.intake.domain.dossier import Dossier, SubmissionRefused, TransitionRefused
 from services.intake.handlers import Desk, DossierNotFound
+from services.runtime.working_days import WorkingDayCalendar
 
 
 class SubmitDossier(BaseModel):
@@ -68,6 +69,7 @@ class HandoffView(_LocalTimes):
 
     model_config = ConfigDict(populate_by_name=True)
 
+    row: int
     step_index: int
     from_: str = Field(alias="from", serialization_alias="from")
     to: str
@@ -79,6 +81,8 @@ class HandoffView(_LocalTimes):
     due_at: datetime | None
     outcome: str | None
     note: str
+    late_by_days: Decimal = Field(description="Working days past due (so far, for an open step).")
+    overdue_at: datetime | None
 
 
 class DossierView(_LocalTimes):
@@ -89,6 +93,10 @@ class DossierView(_LocalTimes):
     status: str
     received_at: datetime
     appointment_date: datetime
+    original_appointment_date: datetime | None = Field(
+        description="The first promised date, when the dossier was rescheduled with an apology."
+    )
+    clock_paused_since: datetime | None = Field(description="Set while the citizen supplements or pays.")
     fees_vnd: int
     current_step: int
     returned_at: datetime | None
@@ -97,14 +105,16 @@ class DossierView(_LocalTimes):
     handoffs: list[HandoffView]
 
     @classmethod
-    def of(cls, dossier: Dossier) -> DossierView:
-        """View of a domain dossier."""
+    def of(cls, dossier: Dossier, *, now: datetime, calendar: WorkingDayCalendar) -> DossierView:
+        """View of a domain dossier at ``now`` (open steps show how late they are so far)."""
         return cls(
             id=dossier.id,
             procedure_code=dossier.procedure_code,
             status=dossier.status.value,
             received_at=dossier.received_at,
             appointment_date=dossier.appointment_at,
+            original_appointment_date=dossier.original_appointment_at,
+            clock_paused_since=dossier.paused_at,
             fees_vnd=dossier.fees_vnd,
             current_step=dossier.current_step,
             returned_at=dossier.returned_at,
@@ -124,11 +134,32 @@ class DossierView(_LocalTimes):
                         "due_at": h.due_at,
                         "outcome": h.outcome,
                         "note": h.note,
+                        "row": h.row,
+                        "late_by_days": h.late_by_days if h.completed_at else h.lateness(now, calendar),
+                        "overdue_at": h.overdue_at,
                     }
                 )
                 for h in dossier.slip
             ],
         )
+
+
+class SupplementRequest(BaseModel):
+    """What the citizen must add or correct, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    missing_documents: list[str] = Field(min_length=1, examples=[["Bản vẽ sơ đồ thửa đất"]])
+    reason: str = Field(min_length=1)
+
+
+class Supplement(BaseModel):
+    """The citizen's supplement: documents added, and corrected details if any."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[str] = Field(default_factory=list)
+    details: dict[str, Any] | None = None
 
 
 class Refusal(BaseModel):
@@ -141,6 +172,9 @@ class Refusal(BaseModel):
 def build_router(desk: Desk) -> APIRouter:
     """The API routes, bound to the desk's use cases."""
     router = APIRouter()
+
+    def view(dossier: Dossier) -> DossierView:
+        return DossierView.of(dossier, now=desk.runtime.clock.now(), calendar=desk.calendar)
 
     @router.get("/procedures", tags=["catalog"], summary="The published procedures")
     async def list_procedures() -> list[ProcedureView]:
@@ -165,12 +199,14 @@ def build_router(desk: Desk) -> APIRouter:
         except SubmissionRefused as exc:
             refusal = Refusal(detail="dossier refused at the desk", problems=exc.problems)
             return JSONResponse(refusal.model_dump(), status_code=422)
-        return DossierView.of(dossier)
+        return view(dossier)
 
     @router.get("/dossiers/{dossier_id}", tags=["dossiers"], summary="Status and slip")
     async def get_dossier(dossier_id: str) -> DossierView:
         try:
-            return DossierView.of(await desk.lookup(dossier_id))
+            return DossierView.of(
+                await desk.lookup(dossier_id), now=desk.runtime.clock.now(), calendar=desk.calendar
+            )
         except DossierNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dossier {dossier_id}") from exc
 
@@ -182,10 +218,44 @@ def build_router(desk: Desk) -> APIRouter:
     )
     async def record_payment(dossier_id: str) -> DossierView:
         try:
-            return DossierView.of(await desk.record_payment(dossier_id))
+            return DossierView.of(
+                await desk.record_payment(dossier_id), now=desk.runtime.clock.now(), calendar=desk.calendar
+            )
         except DossierNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dossier {dossier_id}") from exc
         except TransitionRefused as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+
+    @router.post(
+        "/dossiers/{dossier_id}/supplement-requests",
+        tags=["dossiers"],
+        summary="The desk asks the citizen to supplement the dossier (the clock stops)",
+        responses={409: {"model": Refusal}},
+    )
+    async def request_supplement(dossier_id: str, body: SupplementRequest) -> DossierView:
+        try:
+            dossier = await desk.request_supplement(
+                dossier_id, missing=body.missing_documents, reason=body.reason
+            )
+        except DossierNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dossier {dossier_id}") from exc
+        except TransitionRefused as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+        return view(dossier)
+
+    @router.post(
+        "/dossiers/{dossier_id}/supplements",
+        tags=["dossiers"],
+        summary="The citizen hands in the complete supplement (the limit restarts in full)",
+        responses={409: {"model": Refusal}},
+    )
+    async def supplement(dossier_id: str, body: Supplement) -> DossierView:
+        try:
+            dossier = await desk.supplement(dossier_id, documents=body.documents, details=body.details)
+        except DossierNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dossier {dossier_id}") from exc
+        except TransitionRefused as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+        return view(dossier)
 
     return router

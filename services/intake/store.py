@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from contracts.events import Applicant
@@ -54,6 +55,28 @@ MIGRATIONS = (
         );
         """,
     ),
+    Migration(
+        "intake-002-clock-and-deadlines",
+        """
+        -- Slip rows get their own number: a step redone after a supplement is a new row.
+        ALTER TABLE handoffs ADD COLUMN row_index integer;
+        UPDATE handoffs SET row_index = step_index;
+        ALTER TABLE handoffs ALTER COLUMN row_index SET NOT NULL;
+        ALTER TABLE handoffs DROP CONSTRAINT handoffs_pkey;
+        ALTER TABLE handoffs ADD PRIMARY KEY (dossier_id, row_index);
+        ALTER TABLE handoffs ADD COLUMN late_by_days numeric NOT NULL DEFAULT 0;
+        -- The durable deadline: the watcher fires rows whose alarm_at has passed and moves or
+        -- clears alarm_at in the same transaction as the events, so each alarm fires once.
+        ALTER TABLE handoffs ADD COLUMN alarm_at timestamptz;
+        ALTER TABLE handoffs ADD COLUMN overdue_at timestamptz;
+        CREATE INDEX handoffs_alarms ON handoffs (alarm_at) WHERE alarm_at IS NOT NULL;
+        ALTER TABLE dossiers ADD COLUMN statutory_limit_days numeric NOT NULL DEFAULT 0;
+        ALTER TABLE dossiers ADD COLUMN paused_at timestamptz;
+        ALTER TABLE dossiers ADD COLUMN original_appointment_at timestamptz;
+        ALTER TABLE dossiers ADD COLUMN apologised_at timestamptz;
+        CREATE SEQUENCE apology_letter_number START 1;
+        """,
+    ),
 )
 
 
@@ -64,13 +87,14 @@ async def load(conn: Connection, dossier_id: str, *, for_update: bool = False) -
     )
     if row is None:
         return None
-    slip = await conn.fetch("SELECT * FROM handoffs WHERE dossier_id = $1 ORDER BY step_index", dossier_id)
+    slip = await conn.fetch("SELECT * FROM handoffs WHERE dossier_id = $1 ORDER BY row_index", dossier_id)
     return Dossier(
         id=row["id"],
         procedure_code=row["procedure_code"],
         procedure_name=row["procedure_name"],
         level=row["level"],
         return_place=row["return_place"],
+        statutory_limit_days=row["statutory_limit_days"],
         route=tuple(Step.model_validate(s) for s in json.loads(row["route"])),
         applicant=Applicant.model_validate_json(row["applicant"]),
         documents=json.loads(row["documents"]),
@@ -82,8 +106,12 @@ async def load(conn: Connection, dossier_id: str, *, for_update: bool = False) -
         current_step=row["current_step"],
         results=json.loads(row["results"]),
         returned_at=row["returned_at"],
+        paused_at=row["paused_at"],
+        original_appointment_at=row["original_appointment_at"],
+        apologised_at=row["apologised_at"],
         slip=[
             Handoff(
+                row=h["row_index"],
                 step_index=h["step_index"],
                 from_agency=h["from_agency"],
                 to_agency=h["to_agency"],
@@ -96,6 +124,9 @@ async def load(conn: Connection, dossier_id: str, *, for_update: bool = False) -
                 completed_at=h["completed_at"],
                 outcome=h["outcome"],
                 note=h["note"],
+                late_by_days=h["late_by_days"],
+                alarm_at=h["alarm_at"],
+                overdue_at=h["overdue_at"],
             )
             for h in slip
         ],
@@ -108,13 +139,17 @@ async def save(conn: Connection, dossier: Dossier) -> None:
         """
         INSERT INTO dossiers (id, procedure_code, procedure_name, level, return_place, route,
             applicant, documents, details, fees_vnd, received_at, appointment_at, status,
-            current_step, results, returned_at)
+            current_step, results, returned_at, statutory_limit_days, paused_at,
+            original_appointment_at, apologised_at)
         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9::jsonb, $10, $11, $12,
-            $13, $14, $15::jsonb, $16)
+            $13, $14, $15::jsonb, $16, $17, $18, $19, $20)
         ON CONFLICT (id) DO UPDATE SET status = excluded.status,
             current_step = excluded.current_step, results = excluded.results,
+            documents = excluded.documents, details = excluded.details,
             appointment_at = excluded.appointment_at, returned_at = excluded.returned_at,
-            updated_at = now()
+            paused_at = excluded.paused_at,
+            original_appointment_at = excluded.original_appointment_at,
+            apologised_at = excluded.apologised_at, updated_at = now()
         """,
         dossier.id,
         dossier.procedure_code,
@@ -132,21 +167,26 @@ async def save(conn: Connection, dossier: Dossier) -> None:
         dossier.current_step,
         json.dumps(dossier.results),
         dossier.returned_at,
+        dossier.statutory_limit_days,
+        dossier.paused_at,
+        dossier.original_appointment_at,
+        dossier.apologised_at,
     )
     await conn.executemany(
         """
-        INSERT INTO handoffs (dossier_id, step_index, from_agency, to_agency, action,
-            budget_days, counts, sent_at, due_at, received_at, completed_at, outcome, note)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-        ON CONFLICT (dossier_id, step_index) DO UPDATE SET from_agency = excluded.from_agency,
-            to_agency = excluded.to_agency, action = excluded.action,
-            budget_days = excluded.budget_days, sent_at = excluded.sent_at,
-            due_at = excluded.due_at, received_at = excluded.received_at,
-            completed_at = excluded.completed_at, outcome = excluded.outcome, note = excluded.note
+        INSERT INTO handoffs (dossier_id, row_index, step_index, from_agency, to_agency, action,
+            budget_days, counts, sent_at, due_at, received_at, completed_at, outcome, note,
+            late_by_days, alarm_at, overdue_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+        ON CONFLICT (dossier_id, row_index) DO UPDATE SET received_at = excluded.received_at,
+            completed_at = excluded.completed_at, outcome = excluded.outcome, note = excluded.note,
+            late_by_days = excluded.late_by_days, alarm_at = excluded.alarm_at,
+            overdue_at = excluded.overdue_at
         """,
         [
             (
                 dossier.id,
+                h.row,
                 h.step_index,
                 h.from_agency,
                 h.to_agency,
@@ -159,10 +199,28 @@ async def save(conn: Connection, dossier: Dossier) -> None:
                 h.completed_at,
                 h.outcome,
                 h.note,
+                h.late_by_days,
+                h.alarm_at,
+                h.overdue_at,
             )
             for h in dossier.slip
         ],
     )
+
+
+async def due_alarms(conn: Connection, now: datetime, *, limit: int) -> list[tuple[str, int]]:
+    """(dossier, slip row) pairs whose alarm has passed, oldest first."""
+    rows = await conn.fetch(
+        "SELECT dossier_id, row_index FROM handoffs WHERE alarm_at <= $1 ORDER BY alarm_at LIMIT $2",
+        now,
+        limit,
+    )
+    return [(r["dossier_id"], r["row_index"]) for r in rows]
+
+
+async def next_letter_number(conn: Connection, now: datetime) -> str:
+    """The next apology letter number, e.g. ``PXL-2026-000007``."""
+    return f"PXL-{now:%Y}-{await conn.fetchval('SELECT nextval($1)', 'apology_letter_number'):06d}"
 
 
 async def status_counts(conn: Connection) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -31,7 +32,7 @@ from faststream.message import StreamMessage
 from contracts import topics
 from contracts.agencies import source_uri
 from contracts.events import DossierEvent
-from services.runtime.clock import Clock, WallClock
+from services.runtime.clock import Clock, VirtualClock, clock_from_env
 from services.runtime.consumer import DeadLetters, Handler, RecordProcessor
 from services.runtime.database import Migration, create_pool, migrate
 from services.runtime.outbox_relay import OutboxRelay
@@ -73,7 +74,7 @@ class ServiceRuntime:
         self.settings = settings
         self.name = settings.service
         self.source = source_uri(agency)
-        self.clock: Clock = clock or WallClock()
+        self.clock: Clock = clock or clock_from_env(dict(os.environ))
         self._migrations = migrations
         self._topics = {*topics_used, topics.dead_letters(self.name)}
         self.subscriptions: list[Subscription] = []
@@ -300,6 +301,18 @@ def create_service_app(runtime: ServiceRuntime, *, title: str, description: str 
             {"service": runtime.name, "ready": ready, "checks": checks},
             status_code=200 if ready else 503,
         )
+
+    @app.get("/clock", tags=["operations"], summary="The service's current time and clock kind")
+    async def read_clock() -> dict[str, str]:
+        kind = "virtual" if isinstance(runtime.clock, VirtualClock) else "wall"
+        return {"now": runtime.clock.now().isoformat(), "clock": kind}
+
+    if isinstance(runtime.clock, VirtualClock):
+        clock = runtime.clock
+
+        @app.put("/clock", tags=["operations"], summary="Move virtual time forward (CLOCK=virtual only)")
+        async def set_clock(body: dict[str, str]) -> dict[str, str]:
+            return {"now": clock.set(datetime.fromisoformat(body["now"])).isoformat(), "clock": "virtual"}
 
     return app
 

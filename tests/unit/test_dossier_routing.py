@@ -29,6 +29,7 @@ from tests.dossier_samples import applicant, land_transfer
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 CALENDAR = WorkingDayCalendar()
 CATALOG = load_catalog()
+AGENCIES = CATALOG.agencies
 
 
 def receive(procedure: Procedure | None, filed: dict[str, Any], now: datetime) -> tuple[Dossier, list[Any]]:
@@ -62,7 +63,7 @@ def test_catalog_routes_land_transfer_through_registry_and_tax() -> None:
         ("land_registry", "issue_certificate"),
         ("one_stop", "return_result"),
     ]
-    assert CATALOG.agencies() == {"land_registry", "tax"}
+    assert CATALOG.consumers() == {"land_registry", "tax"}
     ward = CATALOG.get("CERTIFIED-COPY")
     assert ward is not None
     assert ward.level == "ward"
@@ -94,13 +95,20 @@ def test_a_land_transfer_walks_its_whole_route() -> None:
     assert isinstance(appraise, DossierHandedOver)
 
     t += timedelta(days=1)
-    (assess,) = dossier.on_step_completed(complete(appraise, t, table_value_vnd=1), now=t, calendar=CALENDAR)
+    (assess,) = dossier.on_step_completed(
+        complete(appraise, t, table_value_vnd=1), now=t, calendar=CALENDAR, agencies=AGENCIES
+    )
     assert isinstance(assess, DossierHandedOver)
     assert (assess.from_agency, assess.to_agency) == ("land_registry", "tax")
     assert assess.results == {"appraise": {"table_value_vnd": 1}}
 
     t += timedelta(hours=2)
-    assert dossier.on_step_completed(complete(assess, t, total_vnd=5), now=t, calendar=CALENDAR) == []
+    assert (
+        dossier.on_step_completed(
+            complete(assess, t, total_vnd=5), now=t, calendar=CALENDAR, agencies=AGENCIES
+        )
+        == []
+    )
     assert str(dossier.status) == "awaiting_payment"
     assert dossier.slip[-1].due_at is None  # the citizen's paying time is not counted
 
@@ -119,7 +127,7 @@ def test_a_land_transfer_walks_its_whole_route() -> None:
 
     t += timedelta(days=1)
     (returned,) = dossier.on_step_completed(
-        complete(certificate, t, certificate_serial="TA 1"), now=t, calendar=CALENDAR
+        complete(certificate, t, certificate_serial="TA 1"), now=t, calendar=CALENDAR, agencies=AGENCIES
     )
     assert isinstance(returned, DossierReturned)
     assert returned.outcome == "approved"
@@ -133,7 +141,7 @@ def test_refusal_by_an_agency_returns_the_dossier_as_rejected() -> None:
     refusal = StepCompleted.answering(
         events[-1], outcome="rejected", received_at=t, completed_at=t, note="thửa đất đang tranh chấp"
     )
-    (returned,) = dossier.on_step_completed(refusal, now=t, calendar=CALENDAR)
+    (returned,) = dossier.on_step_completed(refusal, now=t, calendar=CALENDAR, agencies=AGENCIES)
     assert isinstance(returned, DossierReturned)
     assert returned.outcome == "rejected"
     assert "thửa đất đang tranh chấp" in returned.summary
@@ -146,7 +154,7 @@ def test_out_of_turn_events_are_refused() -> None:
     dossier, events = receive(CATALOG.get("LAND-TRANSFER"), land_transfer(4), t)
     wrong_step = complete(events[-1], t).model_copy(update={"step_index": 5})
     with pytest.raises(TransitionRefused):
-        dossier.on_step_completed(wrong_step, now=t, calendar=CALENDAR)
+        dossier.on_step_completed(wrong_step, now=t, calendar=CALENDAR, agencies=AGENCIES)
     with pytest.raises(TransitionRefused, match="not awaiting payment"):
         dossier.record_payment(now=t, calendar=CALENDAR)
 
@@ -175,8 +183,11 @@ def test_a_new_agency_is_a_catalog_change_only() -> None:
         ],
         "fees": [],
     }
-    catalog = Catalog.from_mapping({"procedures": [*data["procedures"], construction]})
-    assert "construction" in catalog.agencies()
+    agencies = data["agencies"] | {
+        "construction": {"name": "Phòng Quản lý đô thị", "head_title": "Trưởng phòng"}
+    }
+    catalog = Catalog.from_mapping({"agencies": agencies, "procedures": [*data["procedures"], construction]})
+    assert "construction" in catalog.consumers()
     filed = {
         "procedure_code": "BUILDING-PERMIT",
         "applicant": applicant(6),

@@ -113,10 +113,25 @@ class Procedure(_Strict):
         return next((d.name for d in self.required_documents if d.code == code), code)
 
 
-class Catalog(_Strict):
-    """All procedures, by code."""
+class AgencyInfo(_Strict):
+    """How an agency is named on letters, and who signs for it."""
 
+    name: str
+    head_title: str
+
+
+class Catalog(_Strict):
+    """All procedures, by code, and the agencies they route to."""
+
+    agencies: dict[str, AgencyInfo]
     procedures: tuple[Procedure, ...]
+
+    @model_validator(mode="after")
+    def _agencies_are_named(self) -> Catalog:
+        unnamed = self.agencies_routed() - set(self.agencies)
+        if unnamed:
+            raise ValueError(f"agencies {sorted(unnamed)} are routed to but not listed under `agencies`")
+        return self
 
     @classmethod
     def from_mapping(cls, data: Any) -> Catalog:
@@ -130,6 +145,10 @@ class Catalog(_Strict):
         """The procedure with ``code``, if published."""
         return next((p for p in self.procedures if p.code == code), None)
 
-    def agencies(self) -> set[str]:
-        """Every agency a route can reach besides the desk and the citizen."""
-        return {s.agency for p in self.procedures for s in p.steps} - {ONE_STOP, CITIZEN}
+    def agencies_routed(self) -> set[str]:
+        """Every agency a route can reach, the desk included, the citizen not."""
+        return {s.agency for p in self.procedures for s in p.steps} - {CITIZEN}
+
+    def consumers(self) -> set[str]:
+        """Agencies that take handoffs over Kafka: all but the desk itself and the citizen."""
+        return self.agencies_routed() - {ONE_STOP}

@@ -1,20 +1,37 @@
-"""A dossier as the one-stop desk sees it: its route, its status and its process-control slip.
+"""A dossier as the one-stop desk sees it: its route, its clock and its process-control slip.
 
 Plain Python: no Kafka, no SQL. Every method takes the time and the calendar it needs and
 returns the events to publish; the handler persists the dossier and the events together.
+
+The clock rules (DESIGN §2):
+- time limits count working days (the calendar knows holidays and office hours);
+- the clock stops while the citizen supplements an incomplete dossier and restarts *in full*
+  from the complete supplement; it stops while the citizen pays, and resumes where it was;
+- every pause and resume recomputes the appointment (due dates of later steps are set when
+  each step starts, so they follow by construction).
+
+The apology rule: a step that overruns makes the dossier late (the budgets of a route add up
+to the statutory limit, so there is no slack). The agency at fault apologises at once, which
+is at least one working day before the promised date whenever the steps after it need one
+working day or more, and gives a new date: the old one plus that step's budget. A dossier is
+rescheduled once; a second overrun escalates to supervisors instead. Time the citizen takes
+never counts, so it can trigger neither.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
 
 from contracts.agencies import CITIZEN, ONE_STOP
 from contracts.events import (
+    ApologyIssued,
     Applicant,
+    DossierEscalated,
     DossierEvent,
     DossierHandedOver,
     DossierReceived,
@@ -22,8 +39,10 @@ from contracts.events import (
     FeeLine,
     ReceivedDocument,
     StepCompleted,
+    StepOverdue,
+    SupplementRequested,
 )
-from services.intake.domain.catalog import Procedure, Step
+from services.intake.domain.catalog import AgencyInfo, Procedure, Step
 from services.runtime.working_days import WorkingDayCalendar
 
 
@@ -56,6 +75,7 @@ class TransitionRefused(ValueError):
 class Handoff:
     """One row of the process-control slip (phiếu kiểm soát quá trình)."""
 
+    row: int
     step_index: int
     from_agency: str
     to_agency: str
@@ -68,15 +88,33 @@ class Handoff:
     completed_at: datetime | None = None
     outcome: str | None = None
     note: str = ""
+    late_by_days: Decimal = Decimal(0)
+    alarm_at: datetime | None = None
+    """When the deadline watcher must next look at this row (None: nothing to watch)."""
+    overdue_at: datetime | None = None
 
     def complete(
-        self, *, received_at: datetime, completed_at: datetime, outcome: str, note: str = ""
+        self,
+        *,
+        received_at: datetime,
+        completed_at: datetime,
+        outcome: str,
+        calendar: WorkingDayCalendar,
+        note: str = "",
     ) -> None:
         """Record that the receiving side took the dossier in and finished its step."""
         self.received_at = received_at
         self.completed_at = completed_at
         self.outcome = outcome
         self.note = note
+        self.alarm_at = None
+        self.late_by_days = self.lateness(completed_at, calendar)
+
+    def lateness(self, at: datetime, calendar: WorkingDayCalendar) -> Decimal:
+        """Working days past the due time at ``at`` (0 when on time or not timed)."""
+        if self.due_at is None or at <= self.due_at:
+            return Decimal(0)
+        return calendar.working_time_between(self.due_at, at).quantize(Decimal("0.01"), ROUND_HALF_UP)
 
 
 @dataclass
@@ -88,6 +126,7 @@ class Dossier:
     procedure_name: str
     level: str
     return_place: str
+    statutory_limit_days: Decimal
     route: tuple[Step, ...]
     applicant: Applicant
     documents: list[str]
@@ -100,6 +139,11 @@ class Dossier:
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     slip: list[Handoff] = field(default_factory=list)
     returned_at: datetime | None = None
+    paused_at: datetime | None = None
+    """When the clock stopped (payment or supplement); None while it runs."""
+    original_appointment_at: datetime | None = None
+    """The first promised date, once the dossier was rescheduled."""
+    apologised_at: datetime | None = None
 
     @classmethod
     def receive(
@@ -127,6 +171,7 @@ class Dossier:
             procedure_name=procedure.name,
             level=procedure.level,
             return_place=procedure.return_place,
+            statutory_limit_days=procedure.statutory_limit_days,
             route=procedure.steps,
             applicant=applicant,
             documents=documents,
@@ -136,18 +181,8 @@ class Dossier:
             appointment_at=calendar.add_working_time(now, procedure.statutory_limit_days),
         )
         first = procedure.steps[0]
-        receipt = Handoff(
-            step_index=0,
-            from_agency=CITIZEN,
-            to_agency=ONE_STOP,
-            action=first.action,
-            budget_days=first.budget_days,
-            counts=first.counts,
-            sent_at=now,
-            due_at=calendar.add_working_time(now, first.budget_days),
-        )
-        receipt.complete(received_at=now, completed_at=now, outcome="done")
-        dossier.slip.append(receipt)
+        receipt = dossier._open_row(first, from_agency=CITIZEN, now=now, calendar=calendar)
+        receipt.complete(received_at=now, completed_at=now, outcome="done", calendar=calendar)
         events: list[DossierEvent] = [
             DossierReceived(
                 dossier_id=dossier.id,
@@ -166,11 +201,22 @@ class Dossier:
         events += dossier._advance(now=now, calendar=calendar)
         return dossier, events
 
+    # --- what happens to a dossier -------------------------------------------------------
+
     def on_step_completed(
-        self, event: StepCompleted, *, now: datetime, calendar: WorkingDayCalendar
+        self,
+        event: StepCompleted,
+        *,
+        now: datetime,
+        calendar: WorkingDayCalendar,
+        agencies: Mapping[str, AgencyInfo],
     ) -> list[DossierEvent]:
-        """An agency reports its step done (or the dossier refused): route on."""
+        """An agency reports its step done, the dossier refused, or a supplement needed."""
         row = self.slip[-1]
+        if event.handoff_row is not None and event.handoff_row != row.row:
+            # The answer to a handoff that was since withdrawn (a supplement was requested
+            # meanwhile): the step will be redone from the new handoff, so this one is moot.
+            return []
         if (
             self.status is not DossierStatus.PROCESSING
             or event.step_index != self.current_step
@@ -185,23 +231,124 @@ class Dossier:
             completed_at=event.completed_at,
             outcome=event.outcome,
             note=event.note,
+            calendar=calendar,
         )
+        if event.outcome == "needs_supplement":
+            missing = [str(m) for m in event.result.get("missing_documents", [])]
+            self.current_step -= 1  # the agency redoes its step after the supplement
+            return self._ask_for_supplement(
+                agency=event.agency, missing=missing, reason=event.note, now=now, agencies=agencies
+            )
         self.results[event.action] = event.result
         if event.outcome == "rejected":
             return self._return_result(now=now, calendar=calendar, refused_by=event.agency, reason=event.note)
+        return self._advance(now=now, calendar=calendar)
+
+    def request_supplement(
+        self, *, missing: list[str], reason: str, now: datetime, agencies: Mapping[str, AgencyInfo]
+    ) -> list[DossierEvent]:
+        """The desk finds the dossier incomplete after receipt (e.g. on closer reading)."""
+        if self.status is not DossierStatus.PROCESSING:
+            raise TransitionRefused(f"dossier {self.id} is {self.status}; only a dossier in progress can")
+        row = self.slip[-1]
+        # The agency's handoff is withdrawn (its answer, if it comes, is ignored) and the clock
+        # stops; the step is redone after the supplement, by the same agency, with a fresh budget.
+        row.received_at = row.received_at or now
+        row.completed_at = now
+        row.outcome = "withdrawn"
+        row.note = f"tạm dừng: chờ bổ sung ({reason})"
+        row.alarm_at = None
+        self.current_step -= 1
+        return self._ask_for_supplement(
+            agency=ONE_STOP, missing=missing, reason=reason, now=now, agencies=agencies
+        )
+
+    def supplement(
+        self,
+        *,
+        documents: list[str],
+        details: dict[str, Any] | None,
+        now: datetime,
+        calendar: WorkingDayCalendar,
+    ) -> list[DossierEvent]:
+        """The complete supplement arrived: the limit restarts in full and the step is redone."""
+        if self.status is not DossierStatus.AWAITING_SUPPLEMENT:
+            raise TransitionRefused(f"dossier {self.id} is {self.status}, not awaiting a supplement")
+        self.documents = sorted(set(self.documents) | set(documents))
+        if details is not None:
+            self.details = details
+        self.slip[-1].complete(received_at=now, completed_at=now, outcome="done", calendar=calendar)
+        self.paused_at = None
+        self.appointment_at = calendar.add_working_time(now, self.statutory_limit_days)
         return self._advance(now=now, calendar=calendar)
 
     def record_payment(self, *, now: datetime, calendar: WorkingDayCalendar) -> list[DossierEvent]:
         """The citizen paid the tax notice; the desk takes the proof and routes on."""
         if self.status is not DossierStatus.AWAITING_PAYMENT:
             raise TransitionRefused(f"dossier {self.id} is {self.status}, not awaiting payment")
-        self.slip[-1].complete(received_at=now, completed_at=now, outcome="done")
+        self.slip[-1].complete(received_at=now, completed_at=now, outcome="done", calendar=calendar)
+        self._resume_clock(now=now, calendar=calendar)
         return self._advance(now=now, calendar=calendar)
+
+    def on_alarm(
+        self,
+        row_index: int,
+        *,
+        now: datetime,
+        calendar: WorkingDayCalendar,
+        agencies: Mapping[str, AgencyInfo],
+        letter_number: str,
+    ) -> list[DossierEvent]:
+        """A step's deadline passed: report it, and apologise or escalate."""
+        row = self.slip[row_index]
+        if row.completed_at is not None or row.alarm_at is None or now < row.alarm_at:
+            return []  # finished, paused or re-timed since the alarm was set: nothing to do
+        assert row.due_at is not None
+        first_time = row.overdue_at is None
+        row.overdue_at = row.overdue_at or now
+        events: list[DossierEvent] = []
+        if first_time:
+            events.append(
+                StepOverdue(
+                    dossier_id=self.id,
+                    step_index=row.step_index,
+                    agency=row.to_agency,
+                    action=row.action,
+                    budget_days=row.budget_days,
+                    due_at=row.due_at,
+                    detected_at=now,
+                    appointment_at=self.appointment_at,
+                )
+            )
+        if self.apologised_at is None:
+            events.append(
+                self._apologise(row, now=now, calendar=calendar, agencies=agencies, number=letter_number)
+            )
+            # The agency's second allowance: if the step is still open then, supervisors hear.
+            row.alarm_at = calendar.add_working_time(row.due_at, row.budget_days)
+            return events
+        row.alarm_at = None
+        events.append(
+            DossierEscalated(
+                dossier_id=self.id,
+                agency=row.to_agency,
+                step_index=row.step_index,
+                action=row.action,
+                reason="hồ sơ đã được hẹn lại một lần nhưng tiếp tục trễ hạn"
+                f" ({row.action}, hạn {row.due_at.isoformat()})",
+                appointment_at=self.appointment_at,
+                detected_at=now,
+            )
+        )
+        return events
 
     @property
     def on_time(self) -> bool:
-        """Whether the result was (or, while open, can still be) returned by the appointment."""
-        return self.returned_at is None or self.returned_at <= self.appointment_at
+        """Whether the result was (or can still be) returned by the first promised date."""
+        promised = self.original_appointment_at or self.appointment_at
+        return self.returned_at is None or self.returned_at <= promised
+
+    # --- the route ---------------------------------------------------------------------------
 
     def _advance(self, *, now: datetime, calendar: WorkingDayCalendar) -> list[DossierEvent]:
         """Hand the dossier to the next step; the desk's own steps are done on the spot."""
@@ -210,12 +357,13 @@ class Dossier:
             step = self.route[self.current_step]
             if step.action == "return_result":
                 return self._return_result(now=now, calendar=calendar)
-            row = self._hand_to(step, now=now, calendar=calendar)
+            row = self._open_row(step, from_agency=self.slip[-1].to_agency, now=now, calendar=calendar)
             if step.agency == ONE_STOP:
-                row.complete(received_at=now, completed_at=now, outcome="done")
+                row.complete(received_at=now, completed_at=now, outcome="done", calendar=calendar)
                 continue
             if step.agency == CITIZEN:
                 self.status = DossierStatus.AWAITING_PAYMENT
+                self.paused_at = now
                 return []
             self.status = DossierStatus.PROCESSING
             assert row.due_at is not None  # counted steps always have a due time
@@ -233,23 +381,109 @@ class Dossier:
                     applicant=self.applicant,
                     details=self.details,
                     results=self.results,
+                    handoff_row=row.row,
                 )
             ]
 
-    def _hand_to(self, step: Step, *, now: datetime, calendar: WorkingDayCalendar) -> Handoff:
+    def _open_row(
+        self, step: Step, *, from_agency: str, now: datetime, calendar: WorkingDayCalendar
+    ) -> Handoff:
+        # Time the citizen takes (paying) is not counted, so it has no due time and no alarm.
+        due = calendar.add_working_time(now, step.budget_days) if step.counts else None
+        watched = step.counts and step.agency not in (ONE_STOP, CITIZEN)
         row = Handoff(
+            row=len(self.slip),
             step_index=self.current_step,
-            from_agency=self.slip[-1].to_agency,
+            from_agency=from_agency,
             to_agency=step.agency,
             action=step.action,
             budget_days=step.budget_days,
             counts=step.counts,
             sent_at=now,
-            # Time the citizen takes to pay is not counted, so it has no due time.
-            due_at=calendar.add_working_time(now, step.budget_days) if step.counts else None,
+            due_at=due,
+            alarm_at=due if watched else None,
         )
         self.slip.append(row)
         return row
+
+    def _resume_clock(self, *, now: datetime, calendar: WorkingDayCalendar) -> None:
+        """Restart a paused clock: the working time left before the pause is left again now."""
+        if self.paused_at is None:
+            return
+        left = calendar.working_time_between(self.paused_at, self.appointment_at)
+        self.appointment_at = calendar.add_working_time(now, max(left, Decimal(0)))
+        self.paused_at = None
+
+    def _ask_for_supplement(
+        self,
+        *,
+        agency: str,
+        missing: list[str],
+        reason: str,
+        now: datetime,
+        agencies: Mapping[str, AgencyInfo],
+    ) -> list[DossierEvent]:
+        self.status = DossierStatus.AWAITING_SUPPLEMENT
+        self.paused_at = now
+        wait = Handoff(
+            row=len(self.slip),
+            step_index=self.current_step,
+            from_agency=agency,
+            to_agency=CITIZEN,
+            action="supplement",
+            budget_days=Decimal(0),
+            counts=False,
+            sent_at=now,
+            due_at=None,
+        )
+        self.slip.append(wait)
+        return [
+            SupplementRequested(
+                dossier_id=self.id,
+                requested_by_agency=agency,
+                requested_by_name=agencies[agency].name if agency in agencies else agency,
+                applicant=self.applicant,
+                procedure_name=self.procedure_name,
+                missing_documents=missing,
+                reason=reason,
+                requested_at=now,
+            )
+        ]
+
+    def _apologise(
+        self,
+        row: Handoff,
+        *,
+        now: datetime,
+        calendar: WorkingDayCalendar,
+        agencies: Mapping[str, AgencyInfo],
+        number: str,
+    ) -> ApologyIssued:
+        original = self.appointment_at
+        # The new date gives the late agency its step's budget once more.
+        new = calendar.add_working_time(original, row.budget_days)
+        self.original_appointment_at = original
+        self.appointment_at = new
+        self.apologised_at = now
+        agency = agencies.get(row.to_agency, AgencyInfo(name=row.to_agency, head_title="Thủ trưởng cơ quan"))
+        return ApologyIssued(
+            dossier_id=self.id,
+            letter_number=number,
+            issued_by_agency=row.to_agency,
+            issuer_name=agency.name,
+            signatory_title=agency.head_title,
+            applicant=self.applicant,
+            procedure_name=self.procedure_name,
+            received_at=self.received_at,
+            original_appointment_at=original,
+            new_appointment_at=new,
+            reason=f"{agency.name} chưa hoàn thành bước {row.action} trong thời hạn"
+            f" {row.budget_days.normalize()} ngày làm việc",
+            issued_at=now,
+            working_days_notice=max(calendar.working_time_between(now, original), Decimal(0)).quantize(
+                Decimal("0.01"), ROUND_HALF_UP
+            ),
+        )
 
     def _return_result(
         self,
@@ -260,8 +494,8 @@ class Dossier:
         reason: str = "",
     ) -> list[DossierEvent]:
         self.current_step = len(self.route) - 1
-        row = self._hand_to(self.route[-1], now=now, calendar=calendar)
-        row.complete(received_at=now, completed_at=now, outcome="done")
+        row = self._open_row(self.route[-1], from_agency=self.slip[-1].to_agency, now=now, calendar=calendar)
+        row.complete(received_at=now, completed_at=now, outcome="done", calendar=calendar)
         self.returned_at = now
         if refused_by is None:
             self.status = DossierStatus.RETURNED
