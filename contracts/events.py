@@ -276,6 +276,49 @@ class DossierEscalated(DossierEvent):
     detected_at: datetime
 
 
+class SlipRow(Contract):
+    """One row of the process-control slip, as the desk keeps it."""
+
+    row: int = Field(ge=0)
+    step_index: int = Field(ge=0)
+    from_agency: str
+    to_agency: str
+    action: str
+    budget_days: Decimal
+    sent_at: datetime
+    due_at: datetime | None
+    received_at: datetime | None
+    completed_at: datetime | None
+    outcome: str | None
+    late_by_days: Decimal = Field(description="Working days past due when completed (0 if on time).")
+    overdue_at: datetime | None
+    note: str
+
+
+class DossierProgressed(DossierEvent):
+    """The desk's whole view of a dossier after any change: status, dates and the slip.
+
+    For read models (the operator console, an agency's dashboard): one event carries the
+    state, so a reader needs no other source and no ordering logic beyond the partition's.
+    """
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.progressed.v1"
+
+    procedure_code: str
+    procedure_name: str
+    level: Literal["city", "ward"]
+    applicant: Applicant
+    status: str = Field(examples=["processing", "awaiting_payment", "returned"])
+    received_at: datetime
+    appointment_at: datetime
+    original_appointment_at: datetime | None
+    clock_paused_since: datetime | None
+    returned_at: datetime | None
+    on_time: bool
+    slip: list[SlipRow]
+    updated_at: datetime
+
+
 EVENT_TYPES: dict[str, type[DossierEvent]] = {
     cls.TYPE: cls
     for cls in (
@@ -289,6 +332,7 @@ EVENT_TYPES: dict[str, type[DossierEvent]] = {
         StepOverdue,
         ApologyIssued,
         DossierEscalated,
+        DossierProgressed,
     )
 }
 """Every event type a reader may meet, by CloudEvents type name."""

@@ -19,6 +19,7 @@ from contracts.events import (
     DossierEscalated,
     DossierEvent,
     DossierHandedOver,
+    DossierProgressed,
     DossierReceived,
     DossierReturned,
     StepCompleted,
@@ -65,6 +66,7 @@ class Desk:
             StepOverdue,
             ApologyIssued,
             DossierEscalated,
+            DossierProgressed,
         )
         for agency in sorted(self.catalog.consumers()):
             self.runtime.publishes(topics.handoffs(agency), DossierHandedOver)
@@ -97,8 +99,7 @@ class Desk:
                 now=uow.now,
                 calendar=self.calendar,
             )
-            await store.save(uow.conn, dossier)
-            await _publish(uow, events)
+            await _record(uow, dossier, events)
         return dossier
 
     async def record_payment(self, dossier_id: str) -> Dossier:
@@ -106,8 +107,7 @@ class Desk:
         async with self.runtime.unit_of_work() as uow:
             dossier = await self._load_for_update(uow, dossier_id)
             events = dossier.record_payment(now=uow.now, calendar=self.calendar)
-            await store.save(uow.conn, dossier)
-            await _publish(uow, events)
+            await _record(uow, dossier, events)
         return dossier
 
     async def request_supplement(self, dossier_id: str, *, missing: list[str], reason: str) -> Dossier:
@@ -117,8 +117,7 @@ class Desk:
             events = dossier.request_supplement(
                 missing=missing, reason=reason, now=uow.now, agencies=self.catalog.agencies
             )
-            await store.save(uow.conn, dossier)
-            await _publish(uow, events)
+            await _record(uow, dossier, events)
         return dossier
 
     async def supplement(
@@ -130,8 +129,7 @@ class Desk:
             events = dossier.supplement(
                 documents=documents, details=details, now=uow.now, calendar=self.calendar
             )
-            await store.save(uow.conn, dossier)
-            await _publish(uow, events)
+            await _record(uow, dossier, events)
         return dossier
 
     async def watch_deadlines(self) -> None:
@@ -166,8 +164,7 @@ class Desk:
                     agencies=self.catalog.agencies,
                     letter_number=number,
                 )
-                await store.save(uow.conn, dossier)
-                await _publish(uow, events)
+                await _record(uow, dossier, events)
         return len(due)
 
     async def _load_for_update(self, uow: UnitOfWork, dossier_id: str) -> Dossier:
@@ -196,12 +193,13 @@ class Desk:
             )
         except TransitionRefused as exc:
             raise EventRejected(str(exc)) from exc
-        await store.save(uow.conn, dossier)
-        await _publish(uow, events)
+        await _record(uow, dossier, events)
 
 
-async def _publish(uow: UnitOfWork, events: list[DossierEvent]) -> None:
-    for event in events:
+async def _record(uow: UnitOfWork, dossier: Dossier, events: list[DossierEvent]) -> None:
+    """Save the dossier, and publish its events and its new state, all in this transaction."""
+    await store.save(uow.conn, dossier)
+    for event in [*events, dossier.progress(uow.now)]:
         if isinstance(event, DossierHandedOver):
             await uow.publish(event, topic=topics.handoffs(event.to_agency))
         else:

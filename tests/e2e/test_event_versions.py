@@ -74,4 +74,4 @@ async def test_v1_and_v2_receipts_in_one_stream(services: Stack, db: asyncpg.Poo
         for r in await read_topic(services.bootstrap_servers, topics.INTAKE_EVENTS)
         if r.key == new_id.encode()
     }
-    assert written == {"vn.gov.dossier.received.v2"}
+    assert written == {"vn.gov.dossier.received.v2", "vn.gov.dossier.progressed.v1"}

@@ -34,10 +34,12 @@ from contracts.events import (
     DossierEscalated,
     DossierEvent,
     DossierHandedOver,
+    DossierProgressed,
     DossierReceived,
     DossierReturned,
     FeeLine,
     ReceivedDocument,
+    SlipRow,
     StepCompleted,
     StepOverdue,
     SupplementRequested,
@@ -341,6 +343,43 @@ class Dossier:
             )
         )
         return events
+
+    def progress(self, now: datetime) -> DossierProgressed:
+        """The dossier's state as an event, for read models."""
+        return DossierProgressed(
+            dossier_id=self.id,
+            procedure_code=self.procedure_code,
+            procedure_name=self.procedure_name,
+            level="ward" if self.level == "ward" else "city",
+            applicant=self.applicant,
+            status=self.status.value,
+            received_at=self.received_at,
+            appointment_at=self.appointment_at,
+            original_appointment_at=self.original_appointment_at,
+            clock_paused_since=self.paused_at,
+            returned_at=self.returned_at,
+            on_time=self.on_time,
+            slip=[
+                SlipRow(
+                    row=h.row,
+                    step_index=h.step_index,
+                    from_agency=h.from_agency,
+                    to_agency=h.to_agency,
+                    action=h.action,
+                    budget_days=h.budget_days,
+                    sent_at=h.sent_at,
+                    due_at=h.due_at,
+                    received_at=h.received_at,
+                    completed_at=h.completed_at,
+                    outcome=h.outcome,
+                    late_by_days=h.late_by_days,
+                    overdue_at=h.overdue_at,
+                    note=h.note,
+                )
+                for h in self.slip
+            ],
+            updated_at=now,
+        )
 
     @property
     def on_time(self) -> bool:
