@@ -12,7 +12,9 @@ STAMP  := $(VENV)/.installed
 run: setup kafka-jars ## Start Kafka, Postgres and every service; Ctrl-C stops them
 	$(PY) -m infra.stack run
 
-test: setup kafka-jars lint contracts-check ## Lint, contracts, then every test (real Kafka and Postgres)
+include infra/browser.mk
+
+test: setup kafka-jars browser lint contracts-check ## Lint, contracts, then every test (real Kafka and Postgres)
 	$(PY) -m pytest
 
 contracts-check: setup ## Models vs committed schemas (drift, compatibility), AsyncAPI and catalog up to date

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,9 +18,11 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
-from infra.kafka import KafkaNode, ensure_jars
+from infra.kafka import KafkaNode, ensure_jars, free_port
+from infra.mailbox import MailboxProcess
 from infra.postgres import EmbeddedPostgres, database_url_or_embedded
 
 SERVICES: dict[str, int] = {
@@ -26,6 +30,7 @@ SERVICES: dict[str, int] = {
     "land_registry": 8001,
     "tax": 8002,
     "notification": 8003,
+    "console": 8080,
 }
 """Every service and its default port (``<SERVICE>_PORT`` overrides it)."""
 
@@ -59,15 +64,21 @@ class ServiceProcess:
 
 @dataclass
 class Stack:
-    """Kafka + Postgres + the four services, started in order and stopped in reverse."""
+    """Kafka + Postgres + the mailbox + the four services, started in order and stopped in reverse."""
 
     run_dir: Path
     kafka_port: int = 9092
     controller_port: int = 9093
     ports: dict[str, int] = field(default_factory=lambda: dict(SERVICES))
     extra_env: dict[str, str] = field(default_factory=dict)
+    mail_port: int = 0
+    """SMTP port of the development mailbox; 0 picks a free port at start."""
+    mail_dir: Path | None = None
+    """Where the mailbox stores what it receives (default ``<run_dir>/mail``)."""
     kafka: KafkaNode | None = None
     postgres: EmbeddedPostgres | None = None
+    mailbox: MailboxProcess | None = None
+    """The mailbox this stack started (None when ``SMTP_HOST`` points at a real server)."""
     bootstrap_servers: str = ""
     database_url: str = ""
     services: dict[str, ServiceProcess] = field(default_factory=dict)
@@ -100,6 +111,25 @@ class Stack:
         _say(f"Kafka: ready at {self.bootstrap_servers}")
         self.database_url, self.postgres = database_url_or_embedded(self.run_dir / "postgres")
         _say("Postgres: ready" + (" (embedded pgserver)" if self.postgres else " (DATABASE_URL)"))
+        self.start_mailbox()
+
+    def start_mailbox(self) -> None:
+        """The development SMTP server (unless SMTP_HOST names a real one): mail lands in mail_dir."""
+        if os.environ.get("SMTP_HOST"):
+            _say(f"Mail: SMTP server {os.environ['SMTP_HOST']} (SMTP_HOST)")
+            return
+        if self.mail_dir is None:
+            self.mail_dir = self.run_dir / "mail"
+        if self.mail_port == 0:
+            self.mail_port = free_port()
+        self.mailbox = MailboxProcess(
+            directory=self.mail_dir, port=self.mail_port, log_path=self.run_dir / "logs" / "mailbox.log"
+        )
+        try:
+            self.mailbox.start()
+        except RuntimeError as exc:
+            raise StackError(str(exc)) from exc
+        _say(f"Mail: development mailbox on smtp://127.0.0.1:{self.mail_port}, messages in {self.mail_dir}")
 
     def env(self) -> dict[str, str]:
         """The environment every service process gets."""
@@ -110,13 +140,19 @@ class Stack:
                 "DATABASE_URL": self.database_url,
                 "PYTHONUNBUFFERED": "1",
                 **{f"{name.upper()}_PORT": str(port) for name, port in self.ports.items()},
+                # The notification service sends to our mailbox unless SMTP_HOST names a server.
+                **({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.mail_port)} if self.mailbox else {}),
                 **self.extra_env,
             }
         )
         return env
 
-    def start_service(self, name: str) -> ServiceProcess:
-        """Start one service process (again, after a kill) with its log appended."""
+    def start_service(self, name: str, *, extra_env: dict[str, str] | None = None) -> ServiceProcess:
+        """Start one service process (again, after a kill) with its log appended.
+
+        ``extra_env`` adds to the stack's environment for this start only (e.g. a restarted
+        service's virtual clock start).
+        """
         log_dir = self.run_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         service = self.services.get(name) or ServiceProcess(
@@ -126,13 +162,28 @@ class Stack:
             service.process = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}"],
                 cwd=REPO,
-                env=self.env(),
+                env={**self.env(), **self._clock_env(), **(extra_env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop them in order
             )
         self.services[name] = service
         return service
+
+    def _clock_env(self) -> dict[str, str]:
+        """On a virtual clock, a (re)started service starts at the time its peers have reached."""
+        if self.env().get("CLOCK") != "virtual":
+            return {}
+        moments = []
+        for service in self.services.values():
+            if service.process is None or service.process.poll() is not None:
+                continue
+            try:
+                with urllib.request.urlopen(f"{service.url}/clock", timeout=2) as response:
+                    moments.append(datetime.fromisoformat(json.load(response)["now"]))
+            except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError, ValueError):
+                continue
+        return {"VIRTUAL_CLOCK_START": max(moments).isoformat()} if moments else {}
 
     def wait_healthy(self, name: str, timeout: float = 90) -> None:
         """Wait until the service's /health says ready; fail with its log if it died."""
@@ -164,13 +215,21 @@ class Stack:
             service.process.wait(5)
 
     def stop(self) -> None:
-        """Stop services, then Kafka and Postgres (only what this stack started)."""
+        """Stop services, then the mailbox, Kafka and Postgres (only what this stack started)."""
         for name in reversed(list(self.services)):
             self.stop_service(name)
+        if self.mailbox is not None:
+            self.mailbox.stop()
         if self.kafka is not None:
             self.kafka.stop()
         if self.postgres is not None:
             self.postgres.stop()
+
+
+def _mail_summary(stack: Stack) -> str:
+    if stack.mailbox is None:
+        return f"sent to {os.environ.get('SMTP_HOST')} (SMTP_HOST)"
+    return f"smtp://127.0.0.1:{stack.mail_port}, received messages in {stack.mail_dir}"
 
 
 def _say(message: str) -> None:
@@ -184,7 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, default=REPO / ".run")
     args = parser.parse_args(argv)
     ports = {name: int(os.environ.get(f"{name.upper()}_PORT", port)) for name, port in SERVICES.items()}
-    stack = Stack(run_dir=args.run_dir, ports=ports)
+    # One console token per run unless the operator chose one; printed below, never stored.
+    token = os.environ.get("CONSOLE_TOKEN") or secrets.token_urlsafe(24)
+    stack = Stack(
+        run_dir=args.run_dir,
+        ports=ports,
+        mail_port=int(os.environ.get("SMTP_PORT", 8025)),
+        extra_env={"CONSOLE_TOKEN": token},
+    )
     stopping = False
 
     def _stop(*_: object) -> None:
@@ -199,8 +265,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"\nThe system is running.\n"
             f"  Intake API:  {intake}  (OpenAPI: {intake}/docs, {intake}/openapi.json)\n"
+            f"  Console:     {stack.services['console'].url}/login?token={token}\n"
             f"  Procedures:  curl {intake}/procedures\n"
             f"  Kafka:       {stack.bootstrap_servers}\n"
+            f"  Notices:     curl '{stack.services['notification'].url}/notices?dossier_id=…'\n"
+            f"  Mail:        {_mail_summary(stack)}\n"
             f"  Logs:        {args.run_dir / 'logs'}\n"
             f"Press Ctrl-C to stop.",
             flush=True,
@@ -210,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
                 if service.process is not None and service.process.poll() is not None:
                     _say(f"{service.name} exited ({service.process.returncode}); restarting")
                     stack.start_service(service.name)
+            if stack.mailbox is not None and not stack.mailbox.is_alive():
+                _say("mailbox exited; restarting")
+                stack.start_mailbox()
             time.sleep(1)
     except StackError as exc:
         print(f"[stack] {exc}", file=sys.stderr)

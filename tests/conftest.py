@@ -31,7 +31,13 @@ def stack() -> Iterator[Stack]:
         kafka_port=free_port(),
         controller_port=free_port(),
         ports={name: free_port() for name in SERVICES},
-        extra_env={"LOG_LEVEL": "INFO"},
+        # Virtual time: tests move the services' clocks (PUT /clock) to make deadlines pass.
+        # It starts on a Monday morning with no holiday near, so due dates are easy to reason about.
+        extra_env={
+            "LOG_LEVEL": "INFO",
+            "CLOCK": "virtual",
+            "VIRTUAL_CLOCK_START": "2026-03-09T08:00:00+07:00",
+        },
     )
     try:
         stack.start_infrastructure()

@@ -2,6 +2,11 @@
 
 Each one opens a unit of work, loads the dossier, calls one domain method and saves the
 dossier with the events it produced; the transaction commits both or neither.
+
+Tracing: a dossier has one trace, started by its ``POST /dossiers``, whose context is stored
+with it. Work that does not come from a Kafka record continues that trace: the deadline
+watcher's ``deadline alarm`` span is its child; a later request (payment, supplement) keeps
+its own HTTP span and the desk's work on it is a child of the dossier's trace linked to it.
 """
 
 from __future__ import annotations
@@ -9,9 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
+from prometheus_client import Counter
+
 from contracts import topics
+from contracts.agencies import ONE_STOP
 from contracts.envelope import CloudEvent
 from contracts.events import (
     ApologyIssued,
@@ -29,8 +42,10 @@ from contracts.events import (
 from services.intake import store
 from services.intake.domain.catalog import Catalog
 from services.intake.domain.dossier import Dossier, TransitionRefused
+from services.runtime import telemetry
 from services.runtime.consumer import EventRejected
 from services.runtime.service import ServiceRuntime
+from services.runtime.telemetry import continue_trace, trace_carrier
 from services.runtime.unit_of_work import UnitOfWork
 from services.runtime.working_days import WorkingDayCalendar
 
@@ -52,6 +67,25 @@ class Desk:
         self.runtime = runtime
         self.catalog = catalog
         self.calendar = calendar
+        registry = runtime.telemetry.registry
+        self.overdue_steps = Counter(
+            "dossier_steps_overdue",
+            "Steps found past their due time, by agency.",
+            ["agency"],
+            registry=registry,
+        )
+        self.apologies = Counter(
+            "dossier_apologies",
+            "Apology letters issued to citizens, by late agency.",
+            ["agency"],
+            registry=registry,
+        )
+        self.escalations = Counter(
+            "dossier_escalations",
+            "Dossiers escalated after a second overrun, by agency.",
+            ["agency"],
+            registry=registry,
+        )
 
     def register(self) -> None:
         """Declare what the desk writes, and listen to every agency the catalog routes to.
@@ -99,12 +133,21 @@ class Desk:
                 now=uow.now,
                 calendar=self.calendar,
             )
+            # The span now current (the POST /dossiers request) is where the dossier's trace starts.
+            trace.get_current_span().set_attributes(
+                {
+                    telemetry.DOSSIER_ID: dossier.id,
+                    telemetry.PROCEDURE: procedure_code,
+                    telemetry.AGENCY: ONE_STOP,
+                }
+            )
             await _record(uow, dossier, events)
+            await store.remember_trace(uow.conn, dossier.id, trace_carrier())
         return dossier
 
     async def record_payment(self, dossier_id: str) -> Dossier:
         """The citizen's payment of the tax notice was received at the desk."""
-        async with self.runtime.unit_of_work() as uow:
+        async with self._follow_up("record payment", dossier_id) as uow:
             dossier = await self._load_for_update(uow, dossier_id)
             events = dossier.record_payment(now=uow.now, calendar=self.calendar)
             await _record(uow, dossier, events)
@@ -112,7 +155,7 @@ class Desk:
 
     async def request_supplement(self, dossier_id: str, *, missing: list[str], reason: str) -> Dossier:
         """The desk asks the citizen to complete the dossier; the clock stops meanwhile."""
-        async with self.runtime.unit_of_work() as uow:
+        async with self._follow_up("request supplement", dossier_id) as uow:
             dossier = await self._load_for_update(uow, dossier_id)
             events = dossier.request_supplement(
                 missing=missing, reason=reason, now=uow.now, agencies=self.catalog.agencies
@@ -124,7 +167,7 @@ class Desk:
         self, dossier_id: str, *, documents: list[str], details: dict[str, Any] | None
     ) -> Dossier:
         """The citizen's complete supplement: the limit restarts in full."""
-        async with self.runtime.unit_of_work() as uow:
+        async with self._follow_up("supplement", dossier_id) as uow:
             dossier = await self._load_for_update(uow, dossier_id)
             events = dossier.supplement(
                 documents=documents, details=details, now=uow.now, calendar=self.calendar
@@ -149,23 +192,51 @@ class Desk:
         """One pass of the watcher: each due alarm in its own transaction with its events."""
         async with self.runtime.pool.acquire() as conn:
             due = await store.due_alarms(conn, self.runtime.clock.now(), limit=ALARM_BATCH)
-        for dossier_id, row in due:
-            async with self.runtime.unit_of_work() as uow:
-                # The row lock makes a second watcher (another intake instance) a no-op: it
-                # finds the alarm moved or cleared when it gets the lock.
-                dossier = await self._load_for_update(uow, dossier_id)
-                number = (
-                    await store.next_letter_number(uow.conn, uow.now) if dossier.apologised_at is None else ""
-                )
-                events = dossier.on_alarm(
-                    row,
-                    now=uow.now,
-                    calendar=self.calendar,
-                    agencies=self.catalog.agencies,
-                    letter_number=number,
-                )
-                await _record(uow, dossier, events)
+        for alarm in due:
+            attributes = {telemetry.DOSSIER_ID: alarm.dossier_id, telemetry.AGENCY: ONE_STOP}
+            with continue_trace(
+                self.runtime.telemetry.tracer, "deadline alarm", alarm.trace_context, attributes
+            ):
+                async with self.runtime.unit_of_work() as uow:
+                    # The row lock makes a second watcher (another intake instance) a no-op: it
+                    # finds the alarm moved or cleared when it gets the lock.
+                    dossier = await self._load_for_update(uow, alarm.dossier_id)
+                    _describe_step(dossier, alarm.row, now=uow.now, calendar=self.calendar)
+                    number = (
+                        await store.next_letter_number(uow.conn, uow.now)
+                        if dossier.apologised_at is None
+                        else ""
+                    )
+                    events = dossier.on_alarm(
+                        alarm.row,
+                        now=uow.now,
+                        calendar=self.calendar,
+                        agencies=self.catalog.agencies,
+                        letter_number=number,
+                    )
+                    await _record(uow, dossier, events)
+            self._count_deadline_events(events)
         return len(due)
+
+    def _count_deadline_events(self, events: list[DossierEvent]) -> None:
+        """Overdue steps, apologies and escalations, counted once their transaction committed."""
+        for event in events:
+            if isinstance(event, StepOverdue):
+                self.overdue_steps.labels(event.agency).inc()
+            elif isinstance(event, ApologyIssued):
+                self.apologies.labels(event.issued_by_agency).inc()
+            elif isinstance(event, DossierEscalated):
+                self.escalations.labels(event.agency).inc()
+
+    @asynccontextmanager
+    async def _follow_up(self, name: str, dossier_id: str) -> AsyncIterator[UnitOfWork]:
+        """A unit of work on an existing dossier, in the dossier's trace (linked to the request)."""
+        async with self.runtime.pool.acquire() as conn:
+            stored = await store.trace_context(conn, dossier_id)
+        attributes = {telemetry.DOSSIER_ID: dossier_id, telemetry.AGENCY: ONE_STOP}
+        with continue_trace(self.runtime.telemetry.tracer, name, stored, attributes):
+            async with self.runtime.unit_of_work() as uow:
+                yield uow
 
     async def _load_for_update(self, uow: UnitOfWork, dossier_id: str) -> Dossier:
         dossier = await store.load(uow.conn, dossier_id, for_update=True)
@@ -194,6 +265,22 @@ class Desk:
         except TransitionRefused as exc:
             raise EventRejected(str(exc)) from exc
         await _record(uow, dossier, events)
+
+
+def _describe_step(dossier: Dossier, row: int, *, now: datetime, calendar: WorkingDayCalendar) -> None:
+    """Put the watched step on the current span: who, which step, its budget, how late."""
+    step = dossier.slip[row]
+    attributes: dict[str, AttributeValue] = {
+        telemetry.STEP: step.step_index,
+        telemetry.STEP_AGENCY: step.to_agency,
+        telemetry.ACTION: step.action,
+        telemetry.BUDGET_DAYS: float(step.budget_days),
+        telemetry.PROCEDURE: dossier.procedure_code,
+        telemetry.LATE_BY_DAYS: float(step.lateness(now, calendar)),
+    }
+    if step.due_at is not None:
+        attributes[telemetry.DUE_AT] = telemetry.attribute(telemetry.DUE_AT, step.due_at)
+    trace.get_current_span().set_attributes(attributes)
 
 
 async def _record(uow: UnitOfWork, dossier: Dossier, events: list[DossierEvent]) -> None:

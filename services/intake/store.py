@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -75,6 +76,14 @@ MIGRATIONS = (
         ALTER TABLE dossiers ADD COLUMN original_appointment_at timestamptz;
         ALTER TABLE dossiers ADD COLUMN apologised_at timestamptz;
         CREATE SEQUENCE apology_letter_number START 1;
+        """,
+    ),
+    Migration(
+        "intake-003-trace-context",
+        """
+        -- The W3C trace context of the dossier's receipt: the deadline watcher and later
+        -- requests (payment, supplements) continue the dossier's one trace from it.
+        ALTER TABLE dossiers ADD COLUMN trace_context jsonb NOT NULL DEFAULT '{}';
         """,
     ),
 )
@@ -208,14 +217,38 @@ async def save(conn: Connection, dossier: Dossier) -> None:
     )
 
 
-async def due_alarms(conn: Connection, now: datetime, *, limit: int) -> list[tuple[str, int]]:
-    """(dossier, slip row) pairs whose alarm has passed, oldest first."""
+@dataclass(frozen=True)
+class DueAlarm:
+    """A slip row whose alarm has passed, with its dossier's trace context."""
+
+    dossier_id: str
+    row: int
+    trace_context: dict[str, str]
+
+
+async def due_alarms(conn: Connection, now: datetime, *, limit: int) -> list[DueAlarm]:
+    """Slip rows whose alarm has passed, oldest first."""
     rows = await conn.fetch(
-        "SELECT dossier_id, row_index FROM handoffs WHERE alarm_at <= $1 ORDER BY alarm_at LIMIT $2",
+        "SELECT h.dossier_id, h.row_index, d.trace_context FROM handoffs h"
+        " JOIN dossiers d ON d.id = h.dossier_id"
+        " WHERE h.alarm_at <= $1 ORDER BY h.alarm_at LIMIT $2",
         now,
         limit,
     )
-    return [(r["dossier_id"], r["row_index"]) for r in rows]
+    return [DueAlarm(r["dossier_id"], r["row_index"], json.loads(r["trace_context"])) for r in rows]
+
+
+async def remember_trace(conn: Connection, dossier_id: str, trace_context: dict[str, str]) -> None:
+    """Store the trace context the dossier's later work continues (see ``trace_context``)."""
+    await conn.execute(
+        "UPDATE dossiers SET trace_context = $2::jsonb WHERE id = $1", dossier_id, json.dumps(trace_context)
+    )
+
+
+async def trace_context(conn: Connection, dossier_id: str) -> dict[str, str]:
+    """The W3C trace context stored at receipt (empty for an unknown dossier)."""
+    stored = await conn.fetchval("SELECT trace_context FROM dossiers WHERE id = $1", dossier_id)
+    return dict(json.loads(stored)) if stored else {}
 
 
 async def next_letter_number(conn: Connection, now: datetime) -> str:

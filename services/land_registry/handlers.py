@@ -47,6 +47,7 @@ class Registry:
             uow.conn,
             dossier_id=handover.dossier_id,
             step_index=handover.step_index,
+            handoff_row=handover.handoff_row,
             action=handover.action,
             outcome=outcome,
             received_at=uow.now,

@@ -28,6 +28,15 @@ MIGRATIONS = (
         CREATE SEQUENCE certificate_serial START 100001;
         """,
     ),
+    Migration(
+        "land_registry-002-redone-steps",
+        """
+        -- A step is redone after the citizen supplements the dossier: each handoff is its own row.
+        ALTER TABLE steps_done ADD COLUMN handoff_row integer NOT NULL DEFAULT -1;
+        ALTER TABLE steps_done DROP CONSTRAINT steps_done_pkey;
+        ALTER TABLE steps_done ADD PRIMARY KEY (dossier_id, step_index, handoff_row);
+        """,
+    ),
 )
 
 
@@ -41,6 +50,7 @@ async def record_step(
     *,
     dossier_id: str,
     step_index: int,
+    handoff_row: int | None,
     action: str,
     outcome: StepOutcome,
     received_at: datetime,
@@ -48,10 +58,11 @@ async def record_step(
 ) -> None:
     """Keep the registry's own record of the step."""
     await conn.execute(
-        "INSERT INTO steps_done (dossier_id, step_index, action, outcome, note, result,"
-        " received_at, completed_at) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)",
+        "INSERT INTO steps_done (dossier_id, step_index, handoff_row, action, outcome, note, result,"
+        " received_at, completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)",
         dossier_id,
         step_index,
+        -1 if handoff_row is None else handoff_row,
         action,
         outcome.outcome,
         outcome.note,

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Response
 
 from contracts.agencies import NOTIFICATION
 from services.notification import store
+from services.notification.delivery import DeliveryWorker
+from services.notification.domain.letters import LOCAL_TZ
 from services.notification.handlers import NoticeWriter
+from services.notification.settings import DeliverySettings
 from services.runtime.clock import Clock
 from services.runtime.service import ServiceRuntime, create_service_app
 from services.runtime.settings import ServiceSettings
@@ -14,14 +22,74 @@ from services.runtime.settings import ServiceSettings
 DEFAULT_PORT = 8003
 
 
-def build_runtime(settings: ServiceSettings, *, clock: Clock | None = None) -> ServiceRuntime:
-    """The notification service's runtime with its subscriptions declared (not started)."""
+def build_runtime(
+    settings: ServiceSettings, *, clock: Clock | None = None, delivery: DeliverySettings | None = None
+) -> ServiceRuntime:
+    """The notification service's runtime with its subscriptions and delivery worker declared."""
+    delivery = delivery or DeliverySettings.from_env()
     runtime = ServiceRuntime(settings=settings, agency=NOTIFICATION, migrations=store.MIGRATIONS, clock=clock)
-    NoticeWriter(runtime=runtime).register()
+    channels = delivery.channels()
+    NoticeWriter(runtime=runtime, channels=tuple(channels), place=delivery.letter_place).register()
+    worker = DeliveryWorker(
+        pool=lambda: runtime.pool, clock=runtime.clock, channels=channels, policy=delivery.retry
+    )
+    runtime.run_in_background("delivery", worker.run)
     return runtime
 
 
-def create_app(settings: ServiceSettings | None = None, *, clock: Clock | None = None) -> FastAPI:
-    """The notification service as an ASGI app (``/health``)."""
+def create_app(
+    settings: ServiceSettings | None = None,
+    *,
+    clock: Clock | None = None,
+    delivery: DeliverySettings | None = None,
+) -> FastAPI:
+    """The notification service as an ASGI app (``/health``, ``/notices``)."""
     settings = settings or ServiceSettings.from_env(NOTIFICATION, default_port=DEFAULT_PORT)
-    return create_service_app(build_runtime(settings, clock=clock), title="Notification service")
+    runtime = build_runtime(settings, clock=clock, delivery=delivery)
+    app = create_service_app(runtime, title="Notification service")
+    app.include_router(notices_router(lambda: runtime.pool))
+    return app
+
+
+def notices_router(pool: Callable[[], asyncpg.Pool]) -> APIRouter:
+    """What was written to citizens and how far each delivery got (for operators)."""
+    router = APIRouter(tags=["notices"])
+
+    @router.get("/notices", summary="A dossier's notices with their delivery status")
+    async def list_notices(dossier_id: str = Query(min_length=1, max_length=64)) -> list[dict[str, Any]]:
+        async with pool().acquire() as conn:
+            notices = await store.list_notices(conn, dossier_id)
+        for notice in notices:
+            notice["attachment_url"] = (
+                f"/notices/{notice['id']}/attachment" if notice["attachment_name"] else None
+            )
+        return [_local_times(n) for n in notices]
+
+    @router.get(
+        "/notices/{notice_id}/attachment",
+        summary="The letter as sent (PDF)",
+        response_class=Response,
+        responses={200: {"content": {"application/pdf": {}}}, 404: {"description": "no such attachment"}},
+    )
+    async def attachment(notice_id: int) -> Response:
+        async with pool().acquire() as conn:
+            found = await store.attachment_of(conn, notice_id)
+        if found is None:
+            raise HTTPException(404, f"notice {notice_id} has no attachment")
+        filename, content_type, data = found
+        return Response(
+            data, media_type=content_type, headers={"Content-Disposition": f'inline; filename="{filename}"'}
+        )
+
+    return router
+
+
+def _local_times(value: Any) -> Any:
+    """Times in Vietnam time (+07:00), as every API of the system returns them."""
+    if isinstance(value, datetime):
+        return value.astimezone(LOCAL_TZ).isoformat()
+    if isinstance(value, dict):
+        return {k: _local_times(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_local_times(v) for v in value]
+    return value

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
+from asyncpg.connection import LoggedQuery
 from asyncpg.pool import PoolConnectionProxy
 
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -52,15 +54,27 @@ RUNTIME_MIGRATIONS = (
 """Tables every service has: the outbox and the inbox."""
 
 
-async def create_pool(dsn: str, *, schema: str, size: int) -> asyncpg.Pool:
-    """A pool whose connections see only ``schema`` (created if missing)."""
+async def create_pool(
+    dsn: str, *, schema: str, size: int, query_logger: Callable[[LoggedQuery], None] | None = None
+) -> asyncpg.Pool:
+    """A pool whose connections see only ``schema`` (created if missing).
+
+    ``query_logger`` is called after every query on every connection (tracing uses it).
+    """
     # The schema must exist before search_path can point at it; one short connection does it.
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     finally:
         await conn.close()
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, server_settings={"search_path": schema})
+
+    async def setup_connection(conn: asyncpg.Connection) -> None:
+        if query_logger is not None:
+            conn.add_query_logger(query_logger)
+
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=size, server_settings={"search_path": schema}, init=setup_connection
+    )
     assert pool is not None  # asyncpg types it Optional for its own legacy reasons
     return pool
 

@@ -91,9 +91,14 @@ async def _read_all(
     return out
 
 
+def _dlq_topic(service: str) -> str:
+    """The service's dead-letter topic as Kafka knows it (with ``KAFKA_TOPIC_PREFIX``)."""
+    return os.environ.get("KAFKA_TOPIC_PREFIX", "") + topics.dead_letters(service)
+
+
 async def list_dead_letters(bootstrap: str, service: str) -> list[DeadLetter]:
     """Every dead letter ``service`` parked, oldest first per partition."""
-    return [letter for letter, *_ in await _read_all(bootstrap, topics.dead_letters(service))]
+    return [letter for letter, *_ in await _read_all(bootstrap, _dlq_topic(service))]
 
 
 async def redrive(
@@ -106,7 +111,7 @@ async def redrive(
     """
     chosen = [
         entry
-        for entry in await _read_all(bootstrap, topics.dead_letters(service))
+        for entry in await _read_all(bootstrap, _dlq_topic(service))
         if (refs is None or entry[0].ref in refs) and (reason is None or entry[0].reason == reason)
     ]
     if not chosen:
@@ -150,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"  key={letter.key}  {letter.detail[:100]}"
                 )
         if not args.json:
-            print(f"{len(letters)} dead letter(s) on {topics.dead_letters(args.service)}", file=sys.stderr)
+            print(f"{len(letters)} dead letter(s) on {_dlq_topic(args.service)}", file=sys.stderr)
         return 0
     sent = asyncio.run(
         redrive(

@@ -2,6 +2,10 @@
 
 At-least-once by construction: a crash after Kafka acknowledged a row but before it was
 marked leaves the row to be sent again, and every consumer's inbox drops the duplicate.
+
+Each row is sent in a PRODUCER span whose parent is the trace context stored in the row (the
+work that wrote it), not the relay's own task, and the record carries that span's context: the
+dossier's trace goes on through the relay into the next service.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ import logging
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from services.runtime import telemetry
 from services.runtime.database import Connection
 
 log = logging.getLogger(__name__)
@@ -30,11 +37,24 @@ class OutboxRelay:
     could interleave one dossier's events and break their order.
     """
 
-    def __init__(self, *, pool: asyncpg.Pool, producer: AIOKafkaProducer, schema: str, channel: str) -> None:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        schema: str,
+        channel: str,
+        topic_prefix: str = "",
+        agency: str = "",
+        tracer: trace.Tracer | None = None,
+    ) -> None:
         self._pool = pool
         self._producer = producer
         self._schema = schema
         self._channel = channel
+        self._topic_prefix = topic_prefix
+        self._agency = agency
+        self._tracer = tracer or trace.get_tracer(__name__)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published_total = 0
@@ -93,21 +113,58 @@ class OutboxRelay:
         )
         if not rows:
             return 0
-        # Queue every send before awaiting any: the producer batches them per partition, and
-        # with idempotence on, each partition keeps the order in which they were queued.
-        deliveries = [
-            await self._producer.send(
-                row["topic"],
-                key=row["key"],
-                value=row["value"],
-                headers=[(name, text.encode()) for name, text in json.loads(row["headers"])],
-            )
-            for row in rows
-        ]
-        await asyncio.gather(*deliveries)
+        spans = [self._publish_span(row) for row in rows]
+        try:
+            # Queue every send before awaiting any: the producer batches them per partition, and
+            # with idempotence on, each partition keeps the order in which they were queued.
+            deliveries = [
+                await self._producer.send(
+                    self._topic_prefix + row["topic"],
+                    key=row["key"],
+                    value=row["value"],
+                    headers=_headers(row, span),
+                )
+                for row, span in zip(rows, spans, strict=True)
+            ]
+            await asyncio.gather(*deliveries)
+        except Exception as exc:
+            for span in spans:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            for span in spans:
+                span.end()
         await conn.execute(
             "UPDATE outbox SET published_at = now() WHERE position = ANY($1::bigint[])",
             [row["position"] for row in rows],
         )
         self.published_total += len(rows)
         return len(rows)
+
+    def _publish_span(self, row: asyncpg.Record) -> Span:
+        stored = dict(json.loads(row["headers"]))
+        topic = self._topic_prefix + row["topic"]
+        return self._tracer.start_span(
+            f"{topic} publish",
+            context=propagate.extract(stored),
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": topic,
+                "messaging.operation.type": "send",
+                "messaging.message.id": stored.get("ce_id", ""),
+                telemetry.AGENCY: self._agency,
+                telemetry.EVENT_TYPE: stored.get("ce_type", ""),
+                telemetry.EVENT_ID: stored.get("ce_id", ""),
+                **telemetry.event_attributes(json.loads(row["value"])),
+            },
+        )
+
+
+def _headers(row: asyncpg.Record, span: Span) -> list[tuple[str, bytes]]:
+    """The row's stored headers, with the trace context replaced by the publish span's."""
+    headers: dict[str, str] = dict(json.loads(row["headers"]))
+    # Injecting an invalid span (tracing off) writes nothing: the stored context goes as it was.
+    propagate.inject(headers, context=trace.set_span_in_context(span))
+    return [(name, text.encode()) for name, text in headers.items()]

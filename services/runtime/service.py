@@ -2,7 +2,9 @@
 
 A service is a FastAPI app (for ``/health`` and, for intake, the public API) whose lifespan
 starts and stops a :class:`ServiceRuntime`. Subscribers are registered on the runtime before
-start; each one runs its handler through the same :class:`RecordProcessor` rules.
+start; each one runs its handler through the same :class:`RecordProcessor` rules. Tracing and
+metrics (``telemetry.py``) are wired here: FastStream's middlewares on the broker, a query
+logger on the pool, spans in the relay, the HTTP server traced, ``GET /metrics``.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.message import StreamMessage
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from contracts import topics
 from contracts.agencies import source_uri
@@ -37,6 +40,7 @@ from services.runtime.consumer import DeadLetters, Handler, RecordProcessor
 from services.runtime.database import Migration, create_pool, migrate
 from services.runtime.outbox_relay import OutboxRelay
 from services.runtime.settings import ServiceSettings
+from services.runtime.telemetry import Telemetry
 from services.runtime.unit_of_work import UnitOfWork, unit_of_work
 
 log = logging.getLogger(__name__)
@@ -60,7 +64,11 @@ class Publication:
 
 
 class ServiceRuntime:
-    """Settings, Postgres pool, Kafka broker and producer, outbox relay and dead letters."""
+    """Settings, Postgres pool, Kafka broker and producer, outbox relay, dead letters, telemetry.
+
+    Topic and consumer-group names given to it are logical (``handoffs.tax``); it adds the
+    settings' ``topic_prefix`` where it talks to Kafka.
+    """
 
     def __init__(
         self,
@@ -70,13 +78,17 @@ class ServiceRuntime:
         migrations: tuple[Migration, ...],
         topics_used: Iterable[str] = (),
         clock: Clock | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self.name = settings.service
+        self.agency = agency
         self.source = source_uri(agency)
         self.clock: Clock = clock or clock_from_env(dict(os.environ))
+        self.telemetry = telemetry or Telemetry.from_env(self.name, os.environ)
         self._migrations = migrations
         self._topics = {*topics_used, topics.dead_letters(self.name)}
+        self._subscribers: list[tuple[str, Any]] = []
         self.subscriptions: list[Subscription] = []
         self.publications: list[Publication] = []
         self._background: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
@@ -87,7 +99,11 @@ class ServiceRuntime:
         self._dead_letters: DeadLetters | None = None
         self._outbox_channel = f"outbox_{self.name}"
         self.broker = KafkaBroker(
-            settings.kafka_bootstrap_servers, client_id=self.name, logger=log, graceful_timeout=10
+            settings.kafka_bootstrap_servers,
+            client_id=self.name,
+            logger=log,
+            graceful_timeout=10,
+            middlewares=self.telemetry.broker_middlewares(),
         )
         self.processor = RecordProcessor(
             pool=lambda: self.pool,
@@ -95,7 +111,14 @@ class ServiceRuntime:
             source=self.source,
             outbox_channel=self._outbox_channel,
             dead_letters=lambda: self.dead_letters,
+            telemetry=self.telemetry,
+            agency=agency,
+            topic_prefix=settings.topic_prefix,
         )
+
+    def kafka_name(self, name: str) -> str:
+        """The name Kafka knows a topic or consumer group by (the settings' prefix added)."""
+        return self.settings.topic_prefix + name
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -129,15 +152,18 @@ class ServiceRuntime:
 
         # Offsets are committed only after the handler returned, i.e. after the transaction
         # committed (NACK_ON_ERROR: FastStream's default ACK_FIRST would be at-most-once).
-        @self.broker.subscriber(
-            topic,
-            group_id=consumer,
+        subscriber = self.broker.subscriber(
+            self.kafka_name(topic),
+            group_id=self.kafka_name(consumer),
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
             title=f"{consumer}:{topic}",
             parser=tolerant_parser,
             decoder=raw_body,
         )
+        self._subscribers.append((consumer, subscriber))
+
+        @subscriber
         async def on_record(message: KafkaMessage) -> None:
             await self.processor.process(
                 message.raw_message, consumer=consumer, accepts=accepts, handler=handler
@@ -153,7 +179,7 @@ class ServiceRuntime:
         self._topics.add(topic)
         for event in events:
             self.broker.publisher(
-                topic,
+                self.kafka_name(topic),
                 schema=event,
                 title=f"{topic}:{event.TYPE}",
                 description=(event.__doc__ or "").strip().splitlines()[0],
@@ -176,12 +202,17 @@ class ServiceRuntime:
     async def start(self) -> None:
         """Connect, migrate, create topics, start relaying and consuming."""
         self._pool = await create_pool(
-            self.settings.database_url, schema=self.name, size=self.settings.db_pool_size
+            self.settings.database_url,
+            schema=self.name,
+            size=self.settings.db_pool_size,
+            query_logger=self.telemetry.record_query,
         )
         applied = await migrate(self._pool, schema=self.name, migrations=self._migrations)
         if applied:
             log.info("%s: applied migrations %s", self.name, ", ".join(applied))
-        await ensure_topics(self.settings.kafka_bootstrap_servers, sorted(self._topics))
+        await ensure_topics(
+            self.settings.kafka_bootstrap_servers, sorted(self.kafka_name(t) for t in self._topics)
+        )
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             client_id=f"{self.name}-relay",
@@ -190,10 +221,16 @@ class ServiceRuntime:
         )
         await self._producer.start()
         self._dead_letters = DeadLetters(
-            producer=self._producer, topic=topics.dead_letters(self.name), clock=self.clock
+            producer=self._producer, topic=self.kafka_name(topics.dead_letters(self.name)), clock=self.clock
         )
         self._relay = OutboxRelay(
-            pool=self._pool, producer=self._producer, schema=self.name, channel=self._outbox_channel
+            pool=self._pool,
+            producer=self._producer,
+            schema=self.name,
+            channel=self._outbox_channel,
+            topic_prefix=self.settings.topic_prefix,
+            agency=self.agency,
+            tracer=self.telemetry.tracer,
         )
         await self._relay.start()
         self._tasks = [
@@ -215,6 +252,7 @@ class ServiceRuntime:
             await self._producer.stop()
         if self._pool is not None:
             await self._pool.close()
+        await self.telemetry.flush()
 
     async def health(self) -> dict[str, bool]:
         """Readiness of each dependency; all True means the service can do its work."""
@@ -233,6 +271,33 @@ class ServiceRuntime:
             log.warning("%s: kafka health check failed", self.name, exc_info=True)
         checks["outbox_relay"] = self._relay is not None and self._relay.running
         return checks
+
+    async def refresh_gauges(self) -> None:
+        """Bring the gauges up to date before a scrape: outbox backlog, consumer lag.
+
+        Best effort: ``/metrics`` answers (with the last values) even when Postgres is away.
+        """
+        try:
+            async with asyncio.timeout(2):
+                backlog = await self.pool.fetchrow(
+                    "SELECT count(*) AS n,"
+                    " coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age"
+                    " FROM outbox WHERE published_at IS NULL"
+                )
+                assert backlog is not None
+                self.telemetry.outbox_unpublished.set(backlog["n"])
+                self.telemetry.outbox_oldest_age.set(float(backlog["age"]))
+                for consumer, subscriber in self._subscribers:
+                    kafka = subscriber.consumer
+                    for partition in kafka.assignment() if kafka is not None else ():
+                        # Only partitions fetched at least once: their position is known, no wait.
+                        high = kafka.highwater(partition)
+                        if high is not None:
+                            lag = high - await kafka.position(partition)
+                            labels = (consumer, partition.topic, partition.partition)
+                            self.telemetry.consumer_lag.labels(*labels).set(lag)
+        except Exception:
+            log.warning("%s: could not refresh the gauges", self.name, exc_info=True)
 
 
 # FastStream parses and decodes a record before the handler runs; a failure there is raised
@@ -292,6 +357,12 @@ def create_service_app(runtime: ServiceRuntime, *, title: str, description: str 
             await runtime.stop()
 
     app = FastAPI(title=title, description=description, lifespan=lifespan)
+    runtime.telemetry.instrument(app)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        await runtime.refresh_gauges()
+        return Response(generate_latest(runtime.telemetry.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health", tags=["operations"], summary="Readiness of Kafka and Postgres")
     async def health() -> JSONResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 
@@ -24,10 +25,17 @@ class ServiceSettings:
     host: str
     port: int
     db_pool_size: int = 5
+    topic_prefix: str = ""
+    """Put before every topic and consumer group name (``KAFKA_TOPIC_PREFIX``), so that two
+    deployments (staging next to training, or a test next to the running system) share one
+    Kafka cluster without reading each other's events. Empty in a normal deployment."""
 
     @classmethod
     def from_env(cls, service: str, *, default_port: int) -> ServiceSettings:
-        """Read ``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL``, ``<SERVICE>_HOST``/``_PORT``."""
+        """Read ``KAFKA_BOOTSTRAP_SERVERS``, ``KAFKA_TOPIC_PREFIX``, ``DATABASE_URL``, ``<SERVICE>_PORT``...
+
+        Tracing and metrics read the standard ``OTEL_*`` variables (see ``telemetry.py``).
+        """
         prefix = service.upper()
         database_url = os.environ.get("DATABASE_URL", "")
         if not database_url:
@@ -39,6 +47,11 @@ class ServiceSettings:
             port = int(port_text)
         except ValueError as exc:
             raise ConfigurationError(f"{prefix}_PORT={port_text!r} is not a port number") from exc
+        topic_prefix = os.environ.get("KAFKA_TOPIC_PREFIX", "")
+        if not re.fullmatch(r"[A-Za-z0-9._-]*", topic_prefix):
+            raise ConfigurationError(
+                f"KAFKA_TOPIC_PREFIX={topic_prefix!r}: only letters, digits, '.', '_' and '-' are allowed"
+            )
         return cls(
             service=service,
             kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
@@ -46,4 +59,5 @@ class ServiceSettings:
             host=os.environ.get(f"{prefix}_HOST", "127.0.0.1"),
             port=port,
             db_pool_size=int(os.environ.get("DB_POOL_SIZE", "5")),
+            topic_prefix=topic_prefix,
         )

@@ -43,6 +43,7 @@ class TaxOffice:
         await store.record_assessment(
             uow.conn,
             dossier_id=handover.dossier_id,
+            handoff_row=handover.handoff_row,
             notice_number=notice_number,
             assessment=assessment,
             issued_at=uow.now,

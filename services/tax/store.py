@@ -24,6 +24,15 @@ MIGRATIONS = (
         CREATE SEQUENCE notice_number START 1;
         """,
     ),
+    Migration(
+        "tax-002-reassessments",
+        """
+        -- A dossier is assessed again after a supplement: one assessment per handoff.
+        ALTER TABLE assessments ADD COLUMN handoff_row integer NOT NULL DEFAULT -1;
+        ALTER TABLE assessments DROP CONSTRAINT assessments_pkey;
+        ALTER TABLE assessments ADD PRIMARY KEY (dossier_id, handoff_row);
+        """,
+    ),
 )
 
 
@@ -36,16 +45,18 @@ async def record_assessment(
     conn: Connection,
     *,
     dossier_id: str,
+    handoff_row: int | None,
     notice_number: str,
     assessment: Assessment,
     issued_at: datetime,
 ) -> None:
     """Keep the assessment the notice was issued from."""
     await conn.execute(
-        "INSERT INTO assessments (dossier_id, notice_number, taxable_value_vnd,"
+        "INSERT INTO assessments (dossier_id, handoff_row, notice_number, taxable_value_vnd,"
         " registration_fee_vnd, personal_income_tax_vnd, total_vnd, issued_at, pay_by)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         dossier_id,
+        -1 if handoff_row is None else handoff_row,
         notice_number,
         assessment.taxable_value_vnd,
         assessment.registration_fee_vnd,

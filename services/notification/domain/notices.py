@@ -1,25 +1,31 @@
 """What reaches the citizen, rendered in Vietnamese as the official forms lay it out.
 
 Layouts follow the forms of Circular 01/2018/TT-VPCP (kept by Circular 03/2025/TT-VPCP):
-the receipt and appointment slip (Mẫu 01) and the result notice; the tax payment notice
-follows the tax authority's notice. Plain Python: an event in, a rendered notice out.
+the receipt and appointment slip (Mẫu 01), the supplement request (Mẫu 02), the apology and
+rescheduling letter, and the result notice; the tax payment notice follows the tax
+authority's notice. Plain Python: an event in, a rendered notice out. The two letters are also
+rendered as PDF (:mod:`services.notification.domain.letters`) and travel as attachments.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from contracts.events import (
+    ApologyIssued,
     Applicant,
     DossierEvent,
     DossierReceived,
     DossierReturned,
     PaymentNoticeIssued,
+    SupplementRequested,
 )
+from services.notification.domain.letters import LOCAL_TZ, Letter, as_pdf, as_text, nfc
 
-LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+DEFAULT_PLACE = "Tân An"
+"""Where letters are dated ("Tân An, ngày …"); ``LETTER_PLACE`` overrides it."""
 
 RESULT_LABELS = {
     "certificate_serial": "Số phát hành Giấy chứng nhận",
@@ -31,6 +37,15 @@ RESULT_LABELS = {
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A document sent along with a notice (the PDF of a letter)."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Notice:
     """A rendered notice addressed to one citizen."""
 
@@ -39,6 +54,9 @@ class Notice:
     recipient: Applicant
     subject: str
     body: str
+    sms: str
+    """The same news in one short message, for the SMS channel."""
+    attachment: Attachment | None = None
 
 
 def vnd(amount: int) -> str:
@@ -52,7 +70,12 @@ def when(moment: datetime) -> str:
     return f"{local:%H} giờ {local:%M} phút, ngày {local:%d/%m/%Y}"
 
 
-def render(event: DossierEvent) -> Notice | None:
+def day(moment: datetime) -> str:
+    """A date in Vietnam time: 12/02/2026."""
+    return f"{moment.astimezone(LOCAL_TZ):%d/%m/%Y}"
+
+
+def render(event: DossierEvent, *, place: str = DEFAULT_PLACE) -> Notice | None:
     """The notice an event calls for, or None when it concerns no citizen."""
     if isinstance(event, DossierReceived):
         return _receipt(event)
@@ -60,6 +83,10 @@ def render(event: DossierEvent) -> Notice | None:
         return _payment_notice(event)
     if isinstance(event, DossierReturned):
         return _result(event)
+    if isinstance(event, SupplementRequested):
+        return _supplement_request(event, place)
+    if isinstance(event, ApologyIssued):
+        return _apology(event, place)
     return None
 
 
@@ -86,7 +113,8 @@ Nội dung yêu cầu giải quyết: {e.procedure_name}
 {fees}
    Tổng cộng: {vnd(e.fees_total_vnd)}
 """
-    return Notice("receipt", e.dossier_id, e.applicant, f"Giấy tiếp nhận hồ sơ {e.dossier_id}", body)
+    sms = f"Hồ sơ {e.dossier_id} đã được tiếp nhận; hẹn trả kết quả {when(e.appointment_at)}."
+    return Notice("receipt", e.dossier_id, e.applicant, f"Giấy tiếp nhận hồ sơ {e.dossier_id}", body, sms)
 
 
 def _payment_notice(e: PaymentNoticeIssued) -> Notice:
@@ -106,7 +134,12 @@ Hạn nộp: {when(e.pay_by)}
 Sau khi nộp, ông/bà nộp chứng từ tại Bộ phận Một cửa để được cấp Giấy chứng nhận.
 Thời gian thực hiện nghĩa vụ tài chính không tính vào thời hạn giải quyết hồ sơ.
 """
-    return Notice("tax_notice", e.dossier_id, e.applicant, f"Thông báo nộp tiền {e.notice_number}", body)
+    sms = (
+        f"Thông báo nộp tiền {e.notice_number}, hồ sơ {e.dossier_id}: {vnd(e.total_vnd)},"
+        f" hạn nộp {day(e.pay_by)}."
+    )
+    subject = f"Thông báo nộp tiền {e.notice_number}"
+    return Notice("tax_notice", e.dossier_id, e.applicant, subject, body, sms)
 
 
 def _result(e: DossierReturned) -> Notice:
@@ -124,4 +157,91 @@ Hồ sơ "{e.procedure_name}" của ông/bà {outcome}.
 Thời gian trả kết quả: {when(e.returned_at)} ({timing}; ngày hẹn {when(e.appointment_at)})
 {details}
 """
-    return Notice("result", e.dossier_id, e.applicant, f"Kết quả hồ sơ {e.dossier_id}", body)
+    sms = f"Hồ sơ {e.dossier_id} {outcome.lower()}; mời Ông/Bà nhận kết quả tại Bộ phận Một cửa."
+    return Notice("result", e.dossier_id, e.applicant, f"Kết quả hồ sơ {e.dossier_id}", body, sms)
+
+
+def _supplement_request(e: SupplementRequested, place: str) -> Notice:
+    """Phiếu yêu cầu bổ sung, hoàn thiện hồ sơ (Mẫu 02)."""
+    documents = [f"   {i}. {name}" for i, name in enumerate(e.missing_documents, start=1)]
+    letter = Letter(
+        issuer=e.requested_by_name,
+        number=None,
+        place=place,
+        issued_at=e.requested_at,
+        title="PHIẾU YÊU CẦU BỔ SUNG, HOÀN THIỆN HỒ SƠ",
+        addressee=None,
+        paragraphs=(
+            f"Hồ sơ của: Ông/Bà {e.applicant.full_name}",
+            f"Mã hồ sơ: {e.dossier_id}",
+            f"Nội dung yêu cầu giải quyết: {e.procedure_name}",
+            f"Số điện thoại: {e.applicant.phone}    Thư điện tử: {e.applicant.email}",
+            "Yêu cầu Ông/Bà hoàn thiện hồ sơ gồm những nội dung sau:",
+            *documents,
+            f"Lý do: {_sentence(e.reason)}.",
+            f"Thời hạn giải quyết hồ sơ tạm dừng từ {when(e.requested_at)} và được tính lại từ đầu"
+            " khi Ông/Bà nộp đủ hồ sơ đã bổ sung, hoàn thiện.",
+            f"Trong quá trình hoàn thiện hồ sơ, nếu có vướng mắc, Ông/Bà liên hệ {e.requested_by_name}"
+            " để được hướng dẫn./.",
+        ),
+        signatory="Người hướng dẫn",
+        signature_note="(Ký và ghi rõ họ tên)",
+    )
+    missing = "; ".join(e.missing_documents)
+    return Notice(
+        kind="supplement_request",
+        dossier_id=e.dossier_id,
+        recipient=e.applicant,
+        subject=f"Yêu cầu bổ sung, hoàn thiện hồ sơ {e.dossier_id}",
+        body=as_text(letter),
+        sms=nfc(f"Hồ sơ {e.dossier_id} cần bổ sung: {missing}. Phiếu yêu cầu đã gửi qua thư điện tử."),
+        attachment=Attachment(
+            _filename("phieu-yeu-cau-bo-sung", e.dossier_id), "application/pdf", as_pdf(letter)
+        ),
+    )
+
+
+def _apology(e: ApologyIssued, place: str) -> Notice:
+    """Phiếu xin lỗi và hẹn lại ngày trả kết quả, signed by the head of the agency at fault."""
+    letter = Letter(
+        issuer=e.issuer_name,
+        number=e.letter_number,
+        place=place,
+        issued_at=e.issued_at,
+        title="PHIẾU XIN LỖI VÀ HẸN LẠI NGÀY TRẢ KẾT QUẢ",
+        addressee=f"Kính gửi: Ông/Bà {e.applicant.full_name}",
+        paragraphs=(
+            f"Ngày {day(e.received_at)}, Bộ phận Tiếp nhận và Trả kết quả tiếp nhận hồ sơ của Ông/Bà"
+            f" đề nghị giải quyết thủ tục hành chính: {e.procedure_name}.",
+            f"Mã hồ sơ: {e.dossier_id}",
+            f"Thời hẹn trả kết quả giải quyết hồ sơ: {when(e.original_appointment_at)}.",
+            f"Tuy nhiên đến nay, {e.issuer_name} chưa trả kết quả giải quyết hồ sơ của Ông/Bà,"
+            f" lý do: {_sentence(e.reason)}.",
+            f"{e.issuer_name} xin lỗi Ông/Bà và sẽ trả kết quả giải quyết hồ sơ cho Ông/Bà"
+            f" vào {when(e.new_appointment_at)}.",
+            "Mong nhận được sự thông cảm của Ông/Bà vì sự chậm trễ này./.",
+        ),
+        signatory=e.signatory_title,
+        signature_note="(Ký, ghi rõ họ tên và đóng dấu)",
+    )
+    return Notice(
+        kind="apology",
+        dossier_id=e.dossier_id,
+        recipient=e.applicant,
+        subject=f"Phiếu xin lỗi và hẹn lại ngày trả kết quả, hồ sơ {e.dossier_id}",
+        body=as_text(letter),
+        sms=nfc(
+            f"{e.issuer_name} xin lỗi Ông/Bà vì hồ sơ {e.dossier_id} trễ hẹn."
+            f" Hẹn trả kết quả mới: {when(e.new_appointment_at)}."
+        ),
+        attachment=Attachment(_filename("phieu-xin-loi", e.dossier_id), "application/pdf", as_pdf(letter)),
+    )
+
+
+def _sentence(text: str) -> str:
+    """A clause to embed in a sentence: no trailing full stop of its own."""
+    return text.strip().rstrip(".")
+
+
+def _filename(stem: str, dossier_id: str) -> str:
+    return f"{stem}-{re.sub(r'[^A-Za-z0-9_-]+', '_', dossier_id)}.pdf"

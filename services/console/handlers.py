@@ -1,0 +1,52 @@
+"""The console's use cases: keep the read model of the desk's events, keep received spans."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from contracts import topics
+from contracts.envelope import CloudEvent
+from contracts.events import ApologyIssued, DossierEscalated, DossierProgressed, StepOverdue
+from services.console import store
+from services.console.domain.spans import ParsedExport
+from services.runtime.service import ServiceRuntime
+from services.runtime.unit_of_work import UnitOfWork
+
+CONSUMER = "console.intake"
+"""Consumer group and inbox name; console replicas sharing one database share it too."""
+
+
+class ReadModel:
+    """What operators look at, kept from the desk's events (``intake.events``) alone."""
+
+    def __init__(self, *, runtime: ServiceRuntime) -> None:
+        self.runtime = runtime
+
+    def register(self) -> None:
+        """The desk's snapshots, overdue steps, apologies and escalations."""
+        self.runtime.subscribe(
+            topics.INTAKE_EVENTS,
+            consumer=CONSUMER,
+            accepts=(DossierProgressed, StepOverdue, ApologyIssued, DossierEscalated),
+            handler=self.apply,
+        )
+
+    async def apply(self, uow: UnitOfWork, event: CloudEvent) -> None:
+        """Record one event in the read model (in the inbox's transaction)."""
+        data = event.data
+        if isinstance(data, DossierProgressed):
+            await store.save_progress(uow.conn, data)
+        elif isinstance(data, StepOverdue):
+            await store.save_overdue(uow.conn, event.id, data)
+        elif isinstance(data, ApologyIssued):
+            await store.save_apology(uow.conn, event.id, data)
+        elif isinstance(data, DossierEscalated):
+            await store.save_escalation(uow.conn, event.id, data)
+
+
+async def keep_spans(pool: asyncpg.Pool, export: ParsedExport) -> None:
+    """Store the spans of one OTLP export in one transaction (all or none, so a retry is whole)."""
+    if not export.spans:
+        return
+    async with pool.acquire() as conn, conn.transaction():
+        await store.save_spans(conn, export.spans)

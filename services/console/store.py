@@ -1,0 +1,500 @@
+"""The console's tables, in the ``console`` schema: a read model of the desk's events, and spans.
+
+Everything here is rebuilt from Kafka (``intake.events`` from the start) and from what OTLP
+exporters send; nothing is read from another service's schema.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from contracts.events import ApologyIssued, DossierEscalated, DossierProgressed, StepOverdue
+from services.console.domain.dossiers import first_promised, has_open_overdue_step, search_text
+from services.console.domain.on_time import CompletedStep, Period, SettledDossier
+from services.console.domain.spans import Span
+from services.runtime.database import Connection, Migration
+
+MIGRATIONS = (
+    Migration(
+        "console-001-read-model",
+        """
+        -- The desk's latest view of each dossier (DossierProgressed), newest updated_at wins.
+        CREATE TABLE dossiers (
+            id                      text PRIMARY KEY,
+            procedure_code          text NOT NULL,
+            procedure_name          text NOT NULL,
+            level                   text NOT NULL,
+            applicant               jsonb NOT NULL,
+            applicant_name          text NOT NULL,
+            applicant_id_number     text NOT NULL,
+            -- id, name and id number folded (lower case, no diacritics) for search
+            search_text             text NOT NULL,
+            status                  text NOT NULL,
+            received_at             timestamptz NOT NULL,
+            appointment_at          timestamptz NOT NULL,
+            original_appointment_at timestamptz,
+            -- the receipt's date, the one on-time rates measure against
+            first_promised_at       timestamptz NOT NULL,
+            clock_paused_since      timestamptz,
+            returned_at             timestamptz,
+            on_time                 boolean NOT NULL,
+            -- a step the desk found overdue is still open
+            overdue_open            boolean NOT NULL,
+            current_agency          text,
+            current_action          text,
+            updated_at              timestamptz NOT NULL
+        );
+        CREATE INDEX dossiers_received ON dossiers (received_at DESC);
+        CREATE INDEX dossiers_returned ON dossiers (returned_at) WHERE returned_at IS NOT NULL;
+        -- The process-control slip, replaced whole by each newer snapshot.
+        CREATE TABLE slip_rows (
+            dossier_id   text NOT NULL REFERENCES dossiers (id) ON DELETE CASCADE,
+            slip_row     integer NOT NULL,
+            step_index   integer NOT NULL,
+            from_agency  text NOT NULL,
+            to_agency    text NOT NULL,
+            action       text NOT NULL,
+            budget_days  numeric NOT NULL,
+            sent_at      timestamptz NOT NULL,
+            due_at       timestamptz,
+            received_at  timestamptz,
+            completed_at timestamptz,
+            outcome      text,
+            late_by_days numeric NOT NULL,
+            overdue_at   timestamptz,
+            note         text NOT NULL,
+            PRIMARY KEY (dossier_id, slip_row)
+        );
+        CREATE INDEX slip_rows_completed ON slip_rows (completed_at)
+            WHERE completed_at IS NOT NULL AND due_at IS NOT NULL;
+        CREATE TABLE overdue_steps (
+            event_id       text PRIMARY KEY,
+            dossier_id     text NOT NULL,
+            step_index     integer NOT NULL,
+            agency         text NOT NULL,
+            action         text NOT NULL,
+            budget_days    numeric NOT NULL,
+            due_at         timestamptz NOT NULL,
+            detected_at    timestamptz NOT NULL,
+            appointment_at timestamptz NOT NULL
+        );
+        CREATE INDEX overdue_steps_dossier ON overdue_steps (dossier_id);
+        CREATE INDEX overdue_steps_detected ON overdue_steps (detected_at DESC);
+        CREATE TABLE apologies (
+            event_id                text PRIMARY KEY,
+            letter_number           text NOT NULL,
+            dossier_id              text NOT NULL,
+            issued_by_agency        text NOT NULL,
+            issuer_name             text NOT NULL,
+            signatory_title         text NOT NULL,
+            applicant               jsonb NOT NULL,
+            procedure_name          text NOT NULL,
+            received_at             timestamptz NOT NULL,
+            original_appointment_at timestamptz NOT NULL,
+            new_appointment_at      timestamptz NOT NULL,
+            reason                  text NOT NULL,
+            issued_at               timestamptz NOT NULL,
+            working_days_notice     numeric NOT NULL
+        );
+        CREATE INDEX apologies_dossier ON apologies (dossier_id);
+        CREATE INDEX apologies_issued ON apologies (issued_at DESC);
+        CREATE TABLE escalations (
+            event_id       text PRIMARY KEY,
+            dossier_id     text NOT NULL,
+            agency         text NOT NULL,
+            step_index     integer NOT NULL,
+            action         text NOT NULL,
+            reason         text NOT NULL,
+            appointment_at timestamptz NOT NULL,
+            detected_at    timestamptz NOT NULL
+        );
+        CREATE INDEX escalations_dossier ON escalations (dossier_id);
+        """,
+    ),
+    Migration(
+        "console-002-spans",
+        """
+        -- Spans received over OTLP/HTTP. An exporter retrying a batch sends the same ids again.
+        CREATE TABLE spans (
+            trace_id            text NOT NULL,
+            span_id             text NOT NULL,
+            parent_span_id      text,
+            name                text NOT NULL,
+            kind                text NOT NULL,
+            service_name        text NOT NULL,
+            scope_name          text NOT NULL,
+            start_unix_nano     bigint NOT NULL,
+            end_unix_nano       bigint NOT NULL,
+            start_at            timestamptz NOT NULL,
+            end_at              timestamptz NOT NULL,
+            attributes          jsonb NOT NULL,
+            resource_attributes jsonb NOT NULL,
+            status_code         text NOT NULL,
+            status_message      text NOT NULL,
+            links               jsonb NOT NULL,
+            events              jsonb NOT NULL,
+            -- the span's dossier.id attribute: how a dossier finds its trace(s)
+            dossier_id          text,
+            received_at         timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (trace_id, span_id)
+        );
+        CREATE INDEX spans_dossier ON spans (dossier_id) WHERE dossier_id IS NOT NULL;
+        CREATE INDEX spans_start ON spans (start_at);
+        """,
+    ),
+)
+
+MAX_TRACE_SPANS = 5000
+"""A dossier's page shows at most this many spans (a year-long dossier can have many)."""
+
+
+# --- writes from events ---------------------------------------------------------------------
+
+
+async def save_progress(conn: Connection, event: DossierProgressed) -> bool:
+    """Keep the desk's snapshot unless a newer one is already kept; True if it was kept."""
+    last = event.slip[-1] if event.slip else None
+    kept = await conn.fetchval(
+        "INSERT INTO dossiers (id, procedure_code, procedure_name, level, applicant, applicant_name,"
+        " applicant_id_number, search_text, status, received_at, appointment_at,"
+        " original_appointment_at, first_promised_at, clock_paused_since, returned_at, on_time,"
+        " overdue_open, current_agency, current_action, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
+        " $18, $19, $20)"
+        " ON CONFLICT (id) DO UPDATE SET procedure_code = EXCLUDED.procedure_code,"
+        " procedure_name = EXCLUDED.procedure_name, level = EXCLUDED.level,"
+        " applicant = EXCLUDED.applicant, applicant_name = EXCLUDED.applicant_name,"
+        " applicant_id_number = EXCLUDED.applicant_id_number, search_text = EXCLUDED.search_text,"
+        " status = EXCLUDED.status, received_at = EXCLUDED.received_at,"
+        " appointment_at = EXCLUDED.appointment_at,"
+        " original_appointment_at = EXCLUDED.original_appointment_at,"
+        " first_promised_at = EXCLUDED.first_promised_at,"
+        " clock_paused_since = EXCLUDED.clock_paused_since, returned_at = EXCLUDED.returned_at,"
+        " on_time = EXCLUDED.on_time, overdue_open = EXCLUDED.overdue_open,"
+        " current_agency = EXCLUDED.current_agency, current_action = EXCLUDED.current_action,"
+        " updated_at = EXCLUDED.updated_at"
+        # Equal times: the later record on the partition is the later state.
+        " WHERE dossiers.updated_at <= EXCLUDED.updated_at"
+        " RETURNING true",
+        event.dossier_id,
+        event.procedure_code,
+        event.procedure_name,
+        event.level,
+        event.applicant.model_dump_json(),
+        event.applicant.full_name,
+        event.applicant.id_number,
+        search_text(event.dossier_id, event.applicant.full_name, event.applicant.id_number),
+        event.status,
+        event.received_at,
+        event.appointment_at,
+        event.original_appointment_at,
+        first_promised(event.appointment_at, event.original_appointment_at),
+        event.clock_paused_since,
+        event.returned_at,
+        event.on_time,
+        has_open_overdue_step(event.slip),
+        last.to_agency if last else None,
+        last.action if last else None,
+        event.updated_at,
+    )
+    if not kept:
+        return False
+    await conn.execute("DELETE FROM slip_rows WHERE dossier_id = $1", event.dossier_id)
+    await conn.executemany(
+        "INSERT INTO slip_rows (dossier_id, slip_row, step_index, from_agency, to_agency, action,"
+        " budget_days, sent_at, due_at, received_at, completed_at, outcome, late_by_days, overdue_at, note)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        [
+            (
+                event.dossier_id,
+                r.row,
+                r.step_index,
+                r.from_agency,
+                r.to_agency,
+                r.action,
+                r.budget_days,
+                r.sent_at,
+                r.due_at,
+                r.received_at,
+                r.completed_at,
+                r.outcome,
+                r.late_by_days,
+                r.overdue_at,
+                r.note,
+            )
+            for r in event.slip
+        ],
+    )
+    return True
+
+
+async def save_overdue(conn: Connection, event_id: str, event: StepOverdue) -> None:
+    """A step the desk found past due."""
+    await conn.execute(
+        "INSERT INTO overdue_steps (event_id, dossier_id, step_index, agency, action, budget_days, due_at,"
+        " detected_at, appointment_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " ON CONFLICT (event_id) DO NOTHING",
+        event_id,
+        event.dossier_id,
+        event.step_index,
+        event.agency,
+        event.action,
+        event.budget_days,
+        event.due_at,
+        event.detected_at,
+        event.appointment_at,
+    )
+
+
+async def save_apology(conn: Connection, event_id: str, event: ApologyIssued) -> None:
+    """An apology letter the agency at fault issued."""
+    await conn.execute(
+        "INSERT INTO apologies (event_id, letter_number, dossier_id, issued_by_agency, issuer_name,"
+        " signatory_title, applicant, procedure_name, received_at, original_appointment_at,"
+        " new_appointment_at, reason, issued_at, working_days_notice)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12, $13, $14)"
+        " ON CONFLICT (event_id) DO NOTHING",
+        event_id,
+        event.letter_number,
+        event.dossier_id,
+        event.issued_by_agency,
+        event.issuer_name,
+        event.signatory_title,
+        event.applicant.model_dump_json(),
+        event.procedure_name,
+        event.received_at,
+        event.original_appointment_at,
+        event.new_appointment_at,
+        event.reason,
+        event.issued_at,
+        event.working_days_notice,
+    )
+
+
+async def save_escalation(conn: Connection, event_id: str, event: DossierEscalated) -> None:
+    """A rescheduled dossier that slipped again."""
+    await conn.execute(
+        "INSERT INTO escalations (event_id, dossier_id, agency, step_index, action, reason, appointment_at,"
+        " detected_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING",
+        event_id,
+        event.dossier_id,
+        event.agency,
+        event.step_index,
+        event.action,
+        event.reason,
+        event.appointment_at,
+        event.detected_at,
+    )
+
+
+# --- spans -----------------------------------------------------------------------------------
+
+
+async def save_spans(conn: Connection, spans: Sequence[Span]) -> None:
+    """Keep received spans; a span already kept (an exporter's retry) is left as it is."""
+    await conn.executemany(
+        "INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind, service_name, scope_name,"
+        " start_unix_nano, end_unix_nano, start_at, end_at, attributes, resource_attributes, status_code,"
+        " status_message, links, events, dossier_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14, $15,"
+        " $16::jsonb, $17::jsonb, $18) ON CONFLICT (trace_id, span_id) DO NOTHING",
+        [
+            (
+                s.trace_id,
+                s.span_id,
+                s.parent_span_id,
+                s.name,
+                s.kind,
+                s.service_name,
+                s.scope_name,
+                s.start_unix_nano,
+                s.end_unix_nano,
+                s.start,
+                s.end,
+                json.dumps(s.attributes),
+                json.dumps(s.resource_attributes),
+                s.status_code,
+                s.status_message,
+                json.dumps(s.links),
+                json.dumps(s.events),
+                s.dossier_id,
+            )
+            for s in spans
+        ],
+    )
+
+
+async def trace_of(conn: Connection, dossier_id: str) -> list[dict[str, Any]]:
+    """Every span of every trace that has a span about ``dossier_id``, in start order."""
+    rows = await conn.fetch(
+        "SELECT trace_id, span_id, parent_span_id, name, kind, service_name, scope_name, start_unix_nano,"
+        " end_unix_nano, start_at, end_at, attributes, status_code, status_message, links, dossier_id"
+        " FROM spans WHERE trace_id IN (SELECT DISTINCT trace_id FROM spans WHERE dossier_id = $1)"
+        " ORDER BY start_unix_nano, span_id LIMIT $2",
+        dossier_id,
+        MAX_TRACE_SPANS,
+    )
+    spans = []
+    for row in rows:
+        span = dict(row)
+        for key in ("attributes", "links"):
+            span[key] = json.loads(span[key])
+        spans.append(span)
+    return spans
+
+
+# --- reads for the API and pages -------------------------------------------------------------
+
+_LATE_SQL = (
+    "(CASE WHEN returned_at IS NOT NULL THEN returned_at > first_promised_at"
+    " ELSE overdue_open OR first_promised_at < {now} END)"
+)
+"""The rule of :func:`services.console.domain.dossiers.lateness`, for filtering in SQL."""
+
+_DOSSIER_COLUMNS = (
+    "id, procedure_code, procedure_name, level, applicant_name, applicant_id_number, status, received_at,"
+    " appointment_at, original_appointment_at, first_promised_at, clock_paused_since, returned_at, on_time,"
+    " overdue_open, current_agency, current_action, updated_at"
+)
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def list_dossiers(
+    conn: Connection,
+    *,
+    now: datetime,
+    folded_query: str = "",
+    status: str | None = None,
+    late: bool | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """Newest first; ``folded_query`` (see ``fold``) matches the id, the name or the id number."""
+    conditions = ["true"]
+    args: list[Any] = []
+    if folded_query:
+        args.append(_like_pattern(folded_query))
+        conditions.append(f"search_text LIKE ${len(args)}")
+    if status:
+        args.append(status)
+        conditions.append(f"status = ${len(args)}")
+    if late is not None:
+        args.append(now)
+        is_late = _LATE_SQL.format(now=f"${len(args)}")
+        conditions.append(is_late if late else f"NOT {is_late}")
+    args.append(limit)
+    rows = await conn.fetch(
+        f"SELECT {_DOSSIER_COLUMNS} FROM dossiers WHERE {' AND '.join(conditions)}"
+        f" ORDER BY received_at DESC, id LIMIT ${len(args)}",
+        *args,
+    )
+    return [dict(r) for r in rows]
+
+
+async def statuses(conn: Connection) -> list[str]:
+    """The statuses dossiers have now, for the filter."""
+    return [r["status"] for r in await conn.fetch("SELECT DISTINCT status FROM dossiers ORDER BY status")]
+
+
+async def dossier(conn: Connection, dossier_id: str) -> dict[str, Any] | None:
+    """One dossier with its applicant and its slip; None if the console has not heard of it."""
+    row = await conn.fetchrow(f"SELECT {_DOSSIER_COLUMNS}, applicant FROM dossiers WHERE id = $1", dossier_id)
+    if row is None:
+        return None
+    found = dict(row)
+    found["applicant"] = json.loads(found["applicant"])
+    slip = await conn.fetch(
+        "SELECT slip_row AS row, step_index, from_agency, to_agency, action, budget_days, sent_at, due_at,"
+        " received_at, completed_at, outcome, late_by_days, overdue_at, note"
+        " FROM slip_rows WHERE dossier_id = $1 ORDER BY slip_row",
+        dossier_id,
+    )
+    found["slip"] = [dict(r) for r in slip]
+    return found
+
+
+async def overdue_steps(
+    conn: Connection, *, dossier_id: str | None = None, open_only: bool = False, limit: int = 500
+) -> list[dict[str, Any]]:
+    """Steps found overdue, newest first, with whether the step has been completed since."""
+    rows = await conn.fetch(
+        "SELECT o.dossier_id, o.step_index, o.agency, o.action, o.budget_days, o.due_at, o.detected_at,"
+        " o.appointment_at, d.applicant_name, d.procedure_name, d.status, s.completed_at"
+        " FROM overdue_steps o LEFT JOIN dossiers d ON d.id = o.dossier_id"
+        " LEFT JOIN LATERAL (SELECT completed_at FROM slip_rows r WHERE r.dossier_id = o.dossier_id"
+        "   AND r.step_index = o.step_index ORDER BY r.slip_row DESC LIMIT 1) s ON true"
+        " WHERE ($1::text IS NULL OR o.dossier_id = $1) AND (NOT $2 OR s.completed_at IS NULL)"
+        " ORDER BY o.detected_at DESC, o.dossier_id LIMIT $3",
+        dossier_id,
+        open_only,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def apologies(
+    conn: Connection, *, dossier_id: str | None = None, agency: str | None = None, limit: int = 500
+) -> list[dict[str, Any]]:
+    """Apology letters issued, newest first."""
+    rows = await conn.fetch(
+        "SELECT letter_number, dossier_id, issued_by_agency, issuer_name, signatory_title, applicant,"
+        " procedure_name, received_at, original_appointment_at, new_appointment_at, reason, issued_at,"
+        " working_days_notice FROM apologies"
+        " WHERE ($1::text IS NULL OR dossier_id = $1) AND ($2::text IS NULL OR issued_by_agency = $2)"
+        " ORDER BY issued_at DESC, letter_number LIMIT $3",
+        dossier_id,
+        agency,
+        limit,
+    )
+    letters = []
+    for row in rows:
+        letter = dict(row)
+        letter["applicant"] = json.loads(letter["applicant"])
+        letters.append(letter)
+    return letters
+
+
+async def escalations(
+    conn: Connection, *, dossier_id: str | None = None, limit: int = 500
+) -> list[dict[str, Any]]:
+    """Rescheduled dossiers that slipped again, newest first."""
+    rows = await conn.fetch(
+        "SELECT e.dossier_id, e.agency, e.step_index, e.action, e.reason, e.appointment_at, e.detected_at,"
+        " d.applicant_name, d.procedure_name, d.status"
+        " FROM escalations e LEFT JOIN dossiers d ON d.id = e.dossier_id"
+        " WHERE ($1::text IS NULL OR e.dossier_id = $1) ORDER BY e.detected_at DESC LIMIT $2",
+        dossier_id,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def settled_dossiers(conn: Connection, period: Period) -> list[SettledDossier]:
+    """Dossiers returned within ``period``, for the on-time rates."""
+    rows = await conn.fetch(
+        "SELECT procedure_code, procedure_name, level, returned_at, first_promised_at FROM dossiers"
+        " WHERE returned_at IS NOT NULL AND ($1::timestamptz IS NULL OR returned_at >= $1)"
+        " AND ($2::timestamptz IS NULL OR returned_at < $2)",
+        period.start,
+        period.end,
+    )
+    return [SettledDossier(**dict(r)) for r in rows]
+
+
+async def completed_steps(conn: Connection, period: Period) -> list[CompletedStep]:
+    """Timed steps completed within ``period``, for the agencies' on-time rates."""
+    rows = await conn.fetch(
+        "SELECT to_agency AS agency, completed_at, due_at FROM slip_rows"
+        " WHERE completed_at IS NOT NULL AND due_at IS NOT NULL"
+        " AND ($1::timestamptz IS NULL OR completed_at >= $1)"
+        " AND ($2::timestamptz IS NULL OR completed_at < $2)",
+        period.start,
+        period.end,
+    )
+    return [CompletedStep(**dict(r)) for r in rows]

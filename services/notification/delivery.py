@@ -1,0 +1,448 @@
+"""Delivering recorded notices to citizens: e-mail over SMTP, SMS through an HTTP gateway.
+
+A notice and one delivery row per channel are written in one transaction (see
+:mod:`services.notification.handlers`). The :class:`DeliveryWorker` then, in a loop:
+
+1. claims due rows with ``FOR UPDATE SKIP LOCKED`` and leases them: ``attempts`` goes up and
+   ``next_attempt_at`` moves a lease ahead, in one short transaction (no transaction is held
+   open while talking to a mail server, and several workers never take the same row);
+2. sends each through its channel;
+3. records the outcome with the attempt: ``sent`` (with ``sent_at`` and the provider's id), or a
+   retry at ``next_attempt_at`` after an exponential backoff (capped), or ``failed`` once the
+   attempts are used up or the channel refused the message for good, with the last error.
+
+A worker that dies between sending and recording leaves the row leased; when the lease runs
+out the row is sent again. That resend carries the same ``Message-ID`` (derived from the
+notice), the same ``Date`` and the same bytes, so mail software recognises it as the same
+message; the SMS gateway gets the same ``reference`` to deduplicate on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.policy
+import email.utils
+import hashlib
+import logging
+import smtplib
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from typing import Protocol
+
+import asyncpg
+import httpx
+
+from contracts.events import Applicant
+from services.notification.domain.notices import Attachment
+from services.notification.store import DELIVERY_WAKEUP
+from services.runtime.clock import Clock
+
+log = logging.getLogger(__name__)
+
+EMAIL, SMS = "email", "sms"
+
+
+def addresses(recipient: Applicant, channels: tuple[str, ...]) -> dict[str, str]:
+    """Where each enabled channel reaches the citizen."""
+    known = {EMAIL: recipient.email, SMS: recipient.phone}
+    return {channel: known[channel] for channel in channels}
+
+
+class DeliveryError(Exception):
+    """The channel could not take the message now (server down, timeout): try again later."""
+
+
+class DeliveryRejected(Exception):
+    """The channel refused this message for good (unknown mailbox, invalid number): no retry."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A claimed delivery with what it carries."""
+
+    delivery_id: int
+    notice_id: int
+    source_event_id: str
+    channel: str
+    address: str
+    attempt: int
+    dossier_id: str
+    kind: str
+    recipient_name: str
+    subject: str
+    body: str
+    sms_text: str
+    created_at: datetime
+    attachment: Attachment | None
+
+    @property
+    def reference(self) -> str:
+        """Stable across attempts: the channel's idempotency key for this notice."""
+        return f"notice-{self.notice_id}-{_digest(self.source_event_id)}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Channel(Protocol):
+    """One way of reaching a citizen."""
+
+    async def send(self, item: Outgoing) -> str:
+        """Deliver ``item`` to ``item.address``; return the provider's id for it.
+
+        Raise :class:`DeliveryRejected` when retrying cannot help; anything else is retried.
+        """
+        ...
+
+
+# --- e-mail -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmtpSettings:
+    """Where and how to hand e-mail over (``SMTP_*``; no credentials in the repository)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8025
+    sender: str = "mot-cua@tan-an.example.vn"
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    timeout: float = 30.0
+
+    @property
+    def domain(self) -> str:
+        """The sender's domain, which also names our Message-IDs."""
+        return self.sender.rpartition("@")[2] or "localhost"
+
+
+def message_id(item: Outgoing, domain: str) -> str:
+    """The notice's Message-ID: the same for every attempt, unique across notices and databases."""
+    return f"<notice-{item.notice_id}.{_digest(item.source_event_id)}@{domain}>"
+
+
+def build_email(item: Outgoing, settings: SmtpSettings) -> EmailMessage:
+    """The e-mail for a notice: UTF-8 subject and body, the letter's PDF attached."""
+    message = EmailMessage(policy=email.policy.SMTP)
+    try:
+        message["Message-ID"] = message_id(item, settings.domain)
+        message["Date"] = email.utils.format_datetime(item.created_at)
+        message["From"] = settings.sender
+        message["To"] = Address(display_name=item.recipient_name, addr_spec=item.address)
+        message["Subject"] = item.subject
+        message["X-Dossier-Id"] = item.dossier_id
+        message["X-Notice-Kind"] = item.kind
+        message.set_content(item.body, charset="utf-8", cte="quoted-printable")  # 7-bit safe
+        if item.attachment is not None:
+            maintype, _, subtype = item.attachment.content_type.partition("/")
+            message.add_attachment(
+                item.attachment.data, maintype=maintype, subtype=subtype, filename=item.attachment.filename
+            )
+            # A fixed boundary (not a random one): every attempt sends the same bytes.
+            message.set_boundary(f"=_{item.reference}")
+    except (ValueError, TypeError) as exc:  # e.g. an address no mail system can take
+        raise DeliveryRejected(f"cannot write the e-mail: {exc}") from exc
+    return message
+
+
+class EmailChannel:
+    """E-mail over SMTP (stdlib ``smtplib`` in a worker thread)."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+
+    async def send(self, item: Outgoing) -> str:
+        """Hand the e-mail to the SMTP server; the provider id is its Message-ID."""
+        message = build_email(item, self.settings)
+        await asyncio.to_thread(self._send, message)
+        return str(message["Message-ID"])
+
+    def _send(self, message: EmailMessage) -> None:
+        s = self.settings
+        try:
+            with smtplib.SMTP(s.host, s.port, timeout=s.timeout) as smtp:
+                if s.starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if s.username:
+                    smtp.login(s.username, s.password or "")
+                smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            if codes and all(code >= 500 for code in codes):
+                raise DeliveryRejected(f"recipient refused: {exc.recipients}") from exc
+            raise DeliveryError(f"recipient deferred: {exc.recipients}") from exc
+        except smtplib.SMTPDataError as exc:
+            if exc.smtp_code >= 500:
+                raise DeliveryRejected(f"message refused: {exc.smtp_code} {exc.smtp_error!r}") from exc
+            raise DeliveryError(f"message deferred: {exc.smtp_code} {exc.smtp_error!r}") from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+
+
+# --- SMS ----------------------------------------------------------------------------------
+
+
+class SmsGateway(Protocol):
+    """An SMS provider."""
+
+    async def send(self, phone: str, text: str, *, reference: str) -> str:
+        """Send ``text`` to ``phone``; ``reference`` is stable across retries. Return its id."""
+        ...
+
+
+class HttpSmsGateway:
+    """POSTs ``{"to", "text", "reference"}`` as JSON to ``SMS_GATEWAY_URL``; expects ``{"id"}``."""
+
+    def __init__(self, url: str, *, token: str | None = None, timeout: float = 10.0) -> None:
+        self.url = url
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._timeout = timeout
+
+    async def send(self, phone: str, text: str, *, reference: str) -> str:
+        """One request per message; 4xx other than 408/429 is a refusal, anything else a retry."""
+        headers = self._headers | {"Idempotency-Key": reference}
+        try:
+            async with httpx.AsyncClient(timeout=self._timeout) as client:
+                response = await client.post(
+                    self.url, json={"to": phone, "text": text, "reference": reference}, headers=headers
+                )
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+        if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+            raise DeliveryRejected(f"gateway refused: {response.status_code} {response.text[:200]}")
+        if response.status_code >= 300:
+            raise DeliveryError(f"gateway answered {response.status_code} {response.text[:200]}")
+        try:
+            return str(response.json()["id"])
+        except (ValueError, KeyError, TypeError):
+            return reference
+
+
+class SmsChannel:
+    """SMS through an :class:`SmsGateway`: the notice's short text."""
+
+    def __init__(self, gateway: SmsGateway) -> None:
+        self.gateway = gateway
+
+    async def send(self, item: Outgoing) -> str:
+        """Send the notice's short text to the citizen's phone."""
+        return await self.gateway.send(item.address, item.sms_text, reference=item.reference)
+
+
+# --- the worker ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How often and how long to retry a delivery."""
+
+    max_attempts: int = 8
+    base_seconds: float = 30.0
+    cap_seconds: float = 3600.0
+    lease_seconds: float = 300.0
+    """How long a claimed row stays with its worker before another may take it (a crash)."""
+
+    def backoff(self, attempt: int) -> timedelta:
+        """Wait after failed attempt ``attempt`` (1-based): base, 2·base, 4·base, … up to the cap."""
+        return timedelta(seconds=min(self.cap_seconds, self.base_seconds * 2 ** (attempt - 1)))
+
+
+_CLAIM = """
+WITH due AS (
+    SELECT id FROM deliveries
+    WHERE status = 'pending' AND next_attempt_at <= $1 AND channel = ANY($2::text[])
+          AND attempts < $4
+    ORDER BY next_attempt_at, id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE deliveries d SET attempts = d.attempts + 1, next_attempt_at = $5
+FROM due, notices n
+WHERE d.id = due.id AND n.id = d.notice_id
+RETURNING d.id, d.notice_id, d.channel, d.address, d.attempts, n.source_event_id, n.dossier_id,
+          n.kind, n.recipient_name, n.subject, n.body, n.sms_text, n.created_at,
+          n.attachment_name, n.attachment_content_type, n.attachment
+"""
+
+_ABANDON = """
+UPDATE deliveries SET status = 'failed',
+       last_error = 'attempt ' || attempts || ' started but its outcome was never recorded'
+WHERE status = 'pending' AND next_attempt_at <= $1 AND attempts >= $2 AND channel = ANY($3::text[])
+"""
+"""Rows whose last allowed attempt was cut short (the worker died while sending)."""
+
+
+class DeliveryWorker:
+    """Sends due deliveries until cancelled; run with ``runtime.run_in_background``."""
+
+    def __init__(
+        self,
+        *,
+        pool: Callable[[], asyncpg.Pool],
+        clock: Clock,
+        channels: Mapping[str, Channel],
+        policy: RetryPolicy | None = None,
+        batch_size: int = 20,
+        concurrency: int = 4,
+        idle_poll_seconds: float = 1.0,
+    ) -> None:
+        # The pool is looked up per call: it exists only once the service started.
+        self._pool = pool
+        self._clock = clock
+        self.channels = dict(channels)
+        self.policy = policy or RetryPolicy()
+        self.batch_size = batch_size
+        self.idle_poll_seconds = idle_poll_seconds
+        # A few sends at a time: each holds a pool connection while it records its outcome.
+        self._sending = asyncio.Semaphore(concurrency)
+        self._wakeup = asyncio.Event()
+        self.sent_total = 0
+        self.failed_total = 0
+        self.errors_total = 0
+
+    async def run(self) -> None:
+        """Deliver forever; survive Postgres outages (rows wait, nothing is lost)."""
+        while True:
+            try:
+                await self._serve()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delivery worker failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+
+    async def _serve(self) -> None:
+        async with self._pool().acquire() as listener:
+            await listener.add_listener(DELIVERY_WAKEUP, self._on_notify)
+            try:
+                while True:
+                    self._wakeup.clear()  # before the query: a NOTIFY during it is not lost
+                    if await self.deliver_due() < self.batch_size:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wakeup.wait(), self.idle_poll_seconds)
+            finally:
+                with contextlib.suppress(Exception):
+                    await listener.remove_listener(DELIVERY_WAKEUP, self._on_notify)
+
+    def _on_notify(self, *_: object) -> None:
+        self._wakeup.set()
+
+    async def deliver_due(self) -> int:
+        """Claim the deliveries due now, send them, record each outcome; return how many."""
+        if not self.channels:
+            return 0
+        now = self._clock.now()
+        lease_until = now + timedelta(seconds=self.policy.lease_seconds)
+        channels = sorted(self.channels)
+        async with self._pool().acquire() as conn, conn.transaction():
+            await conn.execute(_ABANDON, now, self.policy.max_attempts, channels)
+            rows = await conn.fetch(
+                _CLAIM, now, channels, self.batch_size, self.policy.max_attempts, lease_until
+            )
+        items = [_outgoing(row) for row in rows]
+        await asyncio.gather(*(self._deliver(item) for item in items))
+        return len(items)
+
+    async def _deliver(self, item: Outgoing) -> None:
+        async with self._sending:
+            await self._attempt(item)
+
+    async def _attempt(self, item: Outgoing) -> None:
+        started = self._clock.now()
+        provider_id, outcome = "", "sent"
+        try:
+            provider_id = await self.channels[item.channel].send(item)
+            detail = provider_id
+        except DeliveryRejected as exc:
+            outcome, detail = "rejected", str(exc)
+        except Exception as exc:  # whatever it is, the attempt failed and may be retried
+            outcome, detail = "error", str(exc) if isinstance(exc, DeliveryError) else repr(exc)
+        await self._record(item, outcome, detail, provider_id=provider_id, started=started)
+
+    async def _record(
+        self, item: Outgoing, outcome: str, detail: str, *, provider_id: str, started: datetime
+    ) -> None:
+        now = self._clock.now()
+        async with self._pool().acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, finished_at, outcome,"
+                " detail) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                item.delivery_id,
+                item.attempt,
+                started,
+                now,
+                outcome,
+                detail[:2000],
+            )
+            if outcome == "sent":
+                await conn.execute(
+                    "UPDATE deliveries SET status = 'sent', sent_at = $2, provider_id = $3, last_error = NULL"
+                    " WHERE id = $1 AND status = 'pending'",
+                    item.delivery_id,
+                    now,
+                    provider_id,
+                )
+                self.sent_total += 1
+                log.info("sent %s %s of %s to %s", item.channel, item.kind, item.dossier_id, item.address)
+                return
+            give_up = outcome == "rejected" or item.attempt >= self.policy.max_attempts
+            # Only the attempt that holds the row may change it (a late answer from an
+            # attempt whose lease ran out must not reschedule a newer one).
+            await conn.execute(
+                "UPDATE deliveries SET status = $3, next_attempt_at = $4, last_error = $5"
+                " WHERE id = $1 AND attempts = $2 AND status = 'pending'",
+                item.delivery_id,
+                item.attempt,
+                "failed" if give_up else "pending",
+                now + self.policy.backoff(item.attempt),
+                detail[:2000],
+            )
+        if give_up:
+            self.failed_total += 1
+            log.error(
+                "giving up %s %s of %s after attempt %d: %s",
+                item.channel,
+                item.kind,
+                item.dossier_id,
+                item.attempt,
+                detail,
+            )
+        else:
+            self.errors_total += 1
+            log.warning(
+                "%s %s of %s failed (attempt %d), retrying at %s: %s",
+                item.channel,
+                item.kind,
+                item.dossier_id,
+                item.attempt,
+                now + self.policy.backoff(item.attempt),
+                detail,
+            )
+
+
+def _outgoing(row: asyncpg.Record) -> Outgoing:
+    attachment = None
+    if row["attachment"] is not None:
+        attachment = Attachment(row["attachment_name"], row["attachment_content_type"], row["attachment"])
+    return Outgoing(
+        delivery_id=row["id"],
+        notice_id=row["notice_id"],
+        source_event_id=row["source_event_id"],
+        channel=row["channel"],
+        address=row["address"],
+        attempt=row["attempts"],
+        dossier_id=row["dossier_id"],
+        kind=row["kind"],
+        recipient_name=row["recipient_name"],
+        subject=row["subject"],
+        body=row["body"],
+        sms_text=row["sms_text"],
+        created_at=row["created_at"],
+        attachment=attachment,
+    )

@@ -1,0 +1,96 @@
+"""How the notification service reaches citizens: SMTP, the SMS gateway, retries, the letters' place.
+
+Everything comes from the environment with local defaults that point at the development
+mailbox (``python -m infra.mailbox``, which ``make run`` starts). Credentials are only ever
+read from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from services.notification.delivery import (
+    EMAIL,
+    SMS,
+    Channel,
+    EmailChannel,
+    HttpSmsGateway,
+    RetryPolicy,
+    SmsChannel,
+    SmtpSettings,
+)
+from services.notification.domain.notices import DEFAULT_PLACE
+from services.runtime.settings import ConfigurationError
+
+T = TypeVar("T", int, float)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliverySettings:
+    """Channels and retry policy of the notification service."""
+
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    sms_gateway_url: str | None = None
+    """Unset: no SMS channel (no delivery rows are created for it)."""
+    sms_gateway_token: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    letter_place: str = DEFAULT_PLACE
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DeliverySettings:
+        """Read ``SMTP_*``, ``SMS_GATEWAY_*``, ``DELIVERY_*`` and ``LETTER_PLACE``."""
+        env = os.environ if environ is None else environ
+        smtp = SmtpSettings(
+            host=env.get("SMTP_HOST") or "127.0.0.1",
+            port=_number(env, "SMTP_PORT", 8025, int),
+            sender=env.get("SMTP_FROM") or "mot-cua@tan-an.example.vn",
+            username=env.get("SMTP_USERNAME") or None,
+            password=env.get("SMTP_PASSWORD") or None,
+            starttls=_flag(env, "SMTP_STARTTLS"),
+            timeout=_number(env, "SMTP_TIMEOUT_SECONDS", 30.0, float),
+        )
+        if "@" not in smtp.sender:
+            raise ConfigurationError(f"SMTP_FROM={smtp.sender!r} is not an e-mail address")
+        retry = RetryPolicy(
+            max_attempts=_number(env, "DELIVERY_MAX_ATTEMPTS", 8, int),
+            base_seconds=_number(env, "DELIVERY_BACKOFF_SECONDS", 30.0, float),
+            cap_seconds=_number(env, "DELIVERY_BACKOFF_MAX_SECONDS", 3600.0, float),
+        )
+        if retry.max_attempts < 1:
+            raise ConfigurationError("DELIVERY_MAX_ATTEMPTS must be at least 1")
+        return cls(
+            smtp=smtp,
+            sms_gateway_url=env.get("SMS_GATEWAY_URL") or None,
+            sms_gateway_token=env.get("SMS_GATEWAY_TOKEN") or None,
+            retry=retry,
+            letter_place=env.get("LETTER_PLACE") or DEFAULT_PLACE,
+        )
+
+    def channels(self) -> dict[str, Channel]:
+        """The enabled channels: e-mail always, SMS when a gateway is configured."""
+        channels: dict[str, Channel] = {EMAIL: EmailChannel(self.smtp)}
+        if self.sms_gateway_url:
+            channels[SMS] = SmsChannel(HttpSmsGateway(self.sms_gateway_url, token=self.sms_gateway_token))
+        return channels
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigurationError(f"{name}={value!r}: use true or false")
+
+
+def _number(env: Mapping[str, str], name: str, default: T, kind: type[T]) -> T:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        return kind(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name}={text!r} is not a number") from exc
