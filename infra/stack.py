@@ -232,6 +232,17 @@ def _mail_summary(stack: Stack) -> str:
     return f"smtp://127.0.0.1:{stack.mail_port}, received messages in {stack.mail_dir}"
 
 
+def _traces_to_console(port: int, token: str) -> dict[str, str]:
+    """Without a collector of their own, services send their spans to the operator console."""
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return {}
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_HEADERS": f"Authorization=Bearer%20{token}",
+    }
+
+
 def _say(message: str) -> None:
     print(f"[stack] {message}", file=sys.stderr, flush=True)
 
@@ -249,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir=args.run_dir,
         ports=ports,
         mail_port=int(os.environ.get("SMTP_PORT", 8025)),
-        extra_env={"CONSOLE_TOKEN": token},
+        extra_env={"CONSOLE_TOKEN": token, **_traces_to_console(ports["console"], token)},
     )
     stopping = False
 

@@ -27,11 +27,16 @@ STATE_QUERIES = {
 
 
 async def snapshot(db: asyncpg.Pool, dossier_id: str) -> dict[str, Any]:
-    """Everything each service holds about the dossier, plus every outbox."""
+    """Everything each service holds and has published about the dossier.
+
+    Scoped to the dossier: other tests' dossiers may legitimately move meanwhile.
+    """
     state: dict[str, Any] = {}
     for service, query in STATE_QUERIES.items():
         state[service] = tuple(await db.fetchrow(query, dossier_id) or ())
-        state[f"{service}.outbox"] = await db.fetchval(f"SELECT count(*) FROM {service}.outbox")
+        state[f"{service}.outbox"] = await db.fetchval(
+            f"SELECT count(*) FROM {service}.outbox WHERE key = $1", dossier_id.encode()
+        )
     return state
 
 

@@ -1,0 +1,74 @@
+"""``make bench`` in a tiny size: every part runs and reports figures (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra.bench.kafka_tools import parse_consumer, parse_producer
+from infra.bench.report import machine, table
+from infra.bench.runner import QUICK, BenchConfig, run_bench
+from infra.stack import Stack
+
+REQUIRED = (
+    "dossiers_per_s",
+    "handoff_p50_ms",
+    "handoff_p99_ms",
+    "relay_msgs_per_s",
+    "kafka_producer_msgs_per_s",
+    "kafka_consumer_msgs_per_s",
+    "max_service_rss_mb",
+)
+
+TINY = BenchConfig(
+    mode="smoke",
+    warmup_dossiers=1,
+    kafka_records=500,
+    relay_records=30,
+    saturation_dossiers=4,
+    concurrency=2,
+    moderate_seconds=2,
+    moderate_rate=2,
+)
+
+
+def test_kafka_tool_outputs_are_read() -> None:
+    producer = (
+        "7031 records sent, 1402.3 records/sec (2.01 MB/sec), 1362.7 ms avg latency, 2291.0 ms max latency.\n"
+        "20000 records sent, 2764.722145 records/sec (3.95 MB/sec), 2642.94 ms avg latency, 4152.00 ms max"
+        " latency, 2972 ms 50th, 4044 ms 95th, 4113 ms 99th, 4147 ms 99.9th.\n"
+    )
+    assert parse_producer(producer) == (2764.722145, 3.95)
+    consumer = (
+        "WARN something, with, commas\n"
+        "start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec,"
+        " rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec\n"
+        "2026-11-25 15:36:14:974, 2026-11-25 15:36:16:659, 28.6102, 16.9794, 20000, 11869.4362, 1288,"
+        " 397, 72.0661, 50377.8338\n"
+    )
+    assert parse_consumer(consumer) == (50377.8338, 11869.4362)
+
+
+def test_quick_mode_stays_small() -> None:
+    # --quick must finish in under two minutes on a 2-core machine: keep its sizes modest.
+    assert QUICK.saturation_dossiers <= 100
+    assert QUICK.moderate_seconds <= 15
+    assert QUICK.kafka_records <= 50_000
+
+
+@pytest.mark.real
+async def test_tiny_bench_reports_every_figure(services: Stack) -> None:
+    results = await run_bench(services, TINY, machine_info=machine())
+
+    for key in REQUIRED:
+        assert isinstance(results[key], float | int), key
+        assert results[key] > 0, key
+    assert "replay_events_per_s" in results
+    assert results["replay_events_per_s"] is None  # replay is not built (issue 7): no made-up figure
+    assert results["saturation"]["dossiers"] == 4
+    assert results["saturation"]["records_handled"] > 0
+    assert set(results["service_rss_mb"]) == set(services.services)
+    assert results["bare_relay"]["landed"] >= TINY.relay_records
+    json.dumps(results)  # what is written to bench-results.json
+    assert "dossiers/s" in table(results)
