@@ -13,6 +13,7 @@ run: setup kafka-jars ## Start Kafka, Postgres and every service; Ctrl-C stops t
 	$(PY) -m infra.stack run
 
 include infra/browser.mk
+include infra/bench.mk
 
 test: setup kafka-jars browser lint contracts-check ## Lint, contracts, then every test (real Kafka and Postgres)
 	$(PY) -m pytest

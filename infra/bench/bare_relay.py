@@ -1,0 +1,231 @@
+"""The floor under our services: a bare FastStream relay on the same broker, no database.
+
+One ``KafkaBroker`` subscriber reads topic A and republishes every record (key, value, headers) to
+topic B, with FastStream's defaults except the ack policy, which is ours (``NACK_ON_ERROR``: the
+offset is committed after the handler returned, i.e. after B acknowledged the record) and the raw
+body decoder ours use. It runs as its own process, like each service, and logs at INFO as the
+services do.
+
+``measure`` pre-produces N copies of one of our real records to A, starts the relay process and
+reports the rate from its first record received to its N-th record acknowledged by Kafka on B.
+
+``python -m infra.bench.bare_relay --bootstrap … --source A --target B --group G --count N
+--result out.json`` is the relay process itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.message import StreamMessage
+
+from infra.bench.common import create_topics, memory_mb, say
+
+RELAY_TIMEOUT_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    """A record as it travels on our topics: key, value and headers."""
+
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+    @property
+    def size(self) -> int:
+        """Bytes of key, value and header names and values (what one record carries)."""
+        return len(self.key) + len(self.value) + sum(len(n.encode()) + len(v) for n, v in self.headers)
+
+
+@dataclass(frozen=True)
+class RelayResults:
+    """What the bare relay achieved."""
+
+    records: int
+    msgs_per_s: float
+    """From the first record received to the N-th acknowledged on the target topic."""
+    seconds: float
+    seconds_with_start: float
+    """From the process start (connect, group join) to the N-th acknowledged."""
+    landed: int
+    """Records found on the target topic afterwards (should equal ``records``)."""
+    peak_rss_mb: float | None
+
+
+async def _raw_body(message: StreamMessage[ConsumerRecord]) -> bytes:
+    return message.body
+
+
+async def relay(bootstrap: str, *, source: str, target: str, group: str, count: int) -> dict[str, float]:
+    """Run the relay until ``count`` records went from ``source`` to ``target``; return timings."""
+    started = time.perf_counter()
+    broker = KafkaBroker(bootstrap, client_id="bare-relay")
+    done = asyncio.Event()
+    seen = 0
+    first = 0.0
+    last = 0.0
+
+    @broker.subscriber(
+        source,
+        group_id=group,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        decoder=_raw_body,
+    )
+    async def republish(message: KafkaMessage) -> None:
+        nonlocal seen, first, last
+        if seen == 0:
+            first = time.perf_counter()
+        record = cast(ConsumerRecord, message.raw_message)
+        await broker.publish(message.body, topic=target, key=record.key, headers=message.headers)
+        seen += 1
+        if seen >= count:
+            last = time.perf_counter()
+            done.set()
+
+    await broker.start()
+    try:
+        async with asyncio.timeout(RELAY_TIMEOUT_SECONDS):
+            await done.wait()
+    finally:
+        await broker.stop()
+    return {"records": seen, "seconds": last - first, "seconds_with_start": last - started}
+
+
+def _read_result(code: int, result_path: Path, log_path: Path) -> dict[str, Any]:
+    if code != 0 or not result_path.exists():
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
+        raise RuntimeError(f"the bare relay exited with {code}:\n{tail}")
+    result: dict[str, Any] = json.loads(result_path.read_text())
+    return result
+
+
+async def _end_offsets_total(bootstrap: str, topic: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-count")
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p["partition"]) for d in described for p in d.get("partitions", [])]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="bench-count")
+    await consumer.start()
+    try:
+        offsets = await consumer.end_offsets(partitions) if partitions else {}
+        return sum(offsets.values())
+    finally:
+        await consumer.stop()
+
+
+async def produce_copies(bootstrap: str, topic: str, sample: SampleRecord, count: int) -> None:
+    """Write ``count`` copies of ``sample`` to ``topic``, each with its own key (spread over partitions)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                topic, key=b"%s-%07d" % (sample.key, i), value=sample.value, headers=list(sample.headers)
+            )
+            for i in range(count)
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def measure(
+    bootstrap: str, *, sample: SampleRecord, count: int, prefix: str, log_path: Path
+) -> RelayResults:
+    """Pre-produce ``count`` records to ``<prefix>.in``, relay them to ``<prefix>.out``, time it."""
+    source, target = f"{prefix}.in", f"{prefix}.out"
+    await create_topics(bootstrap, [source, target])
+    say(f"bare relay: producing {count} copies of a real record ({sample.size} B) to {source}")
+    await produce_copies(bootstrap, source, sample, count)
+    result_path = log_path.with_suffix(".json")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    say("bare relay: starting the FastStream relay process")
+    with log_path.open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "infra.bench.bare_relay",
+            "--bootstrap",
+            bootstrap,
+            "--source",
+            source,
+            "--target",
+            target,
+            "--group",
+            f"{prefix}.relay",
+            "--count",
+            str(count),
+            "--result",
+            str(result_path),
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            async with asyncio.timeout(RELAY_TIMEOUT_SECONDS + 60):
+                code = await process.wait()
+        finally:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+    result = _read_result(code, result_path, log_path)
+    landed = await _end_offsets_total(bootstrap, target)
+    rate = result["records"] / result["seconds"] if result["seconds"] > 0 else 0.0
+    say(f"bare relay: {rate:,.0f} records/s ({landed} records on {target})")
+    return RelayResults(
+        records=result["records"],
+        msgs_per_s=rate,
+        seconds=result["seconds"],
+        seconds_with_start=result["seconds_with_start"],
+        landed=landed,
+        peak_rss_mb=result.get("peak_rss_mb"),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The relay process: relay ``--count`` records, write the timings to ``--result``."""
+    parser = argparse.ArgumentParser(prog="python -m infra.bench.bare_relay")
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--source", required=True)
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--result", type=Path, required=True)
+    args = parser.parse_args(argv)
+    # Like the services: INFO, one line per record received and processed.
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s bare-relay %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    result: dict[str, float | None] = dict(
+        asyncio.run(
+            relay(args.bootstrap, source=args.source, target=args.target, group=args.group, count=args.count)
+        )
+    )
+    memory = memory_mb(os.getpid())
+    result["peak_rss_mb"] = memory[1] if memory else None
+    args.result.write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

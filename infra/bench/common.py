@@ -1,0 +1,112 @@
+"""Small pieces the benchmark's parts share: progress lines, topics, process memory, percentiles."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+PARTITIONS = 6
+"""As many partitions as the services' own topics get (``KAFKA_PARTITIONS`` default)."""
+
+_START = time.monotonic()
+
+
+def say(message: str) -> None:
+    """A progress line on stderr, with the seconds since the bench started."""
+    print(f"[bench {time.monotonic() - _START:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+async def create_topics(bootstrap: str, names: Sequence[str], partitions: int = PARTITIONS) -> None:
+    """Create ``names`` with ``partitions`` partitions each (no-op for those that exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-setup")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing]
+                )
+    finally:
+        await admin.close()
+
+
+def memory_mb(pid: int) -> tuple[float, float] | None:
+    """``(rss, peak rss)`` of a process in MiB from ``/proc/<pid>/status`` (VmRSS, VmHWM).
+
+    VmHWM is the kernel's high-water mark of the resident set over the process's life, so no
+    sampling can miss a peak. None when the process is gone or there is no ``/proc``.
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields = {}
+    for line in status.splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0]) / 1024  # kB → MiB
+    if "VmRSS" not in fields:
+        return None
+    return fields["VmRSS"], fields.get("VmHWM", fields["VmRSS"])
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The nearest-rank ``q``-th percentile (0 < q ≤ 100) of ``values``; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces; everything after its ")" is space-separated.
+    return text.rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int, *, tree: bool = True) -> float | None:
+    """CPU time (user + system) of ``pid`` and every descendant alive now, plus the children it reaped.
+
+    For Postgres that is the postmaster, its backends, and the backends that already exited.
+    ``tree=False``: the process alone.
+    """
+    root = _stat(pid)
+    if root is None:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    if not tree:
+        return (int(root[11]) + int(root[12])) / tick
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None:
+                parents[int(entry.name)] = int(fields[1])
+    members, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, its_parent in parents.items():
+            if its_parent == parent and child not in members:
+                members.add(child)
+                frontier.append(child)
+    # After ")": state, ppid, …; utime and stime are fields 14 and 15 of stat, cutime and cstime 16, 17.
+    total = int(root[13]) + int(root[14])
+    for member in members:
+        fields = _stat(member)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick

@@ -1,0 +1,167 @@
+"""The machine the figures come from, and the one table the bench prints."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+TARGETS = {
+    "dossiers_per_s": 500.0,
+    "handoff_p99_ms_at_100_dossiers_per_s": 50.0,
+    "rss_mb_per_service": 150.0,
+}
+"""Issue 8's targets."""
+
+
+def machine() -> dict[str, Any]:
+    """Cores, memory, CPU model and load average now."""
+    memory_mb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_mb = round(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "memory_mb": memory_mb,
+        "cpu": cpu,
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+    }
+
+
+def _num(value: float | None, digits: int = 0, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}×"
+
+
+def table(results: dict[str, Any]) -> str:
+    """The results as one plain-text table: absolute figures, ratios, the machine."""
+    m = results["machine"]
+    sat = results["saturation"]
+    mod = results["moderate"]
+    ratios = results["ratios"]
+    load_start = ", ".join(f"{x:.2f}" for x in m["load_avg_at_start"])
+    load_end = ", ".join(f"{x:.2f}" for x in m.get("load_avg_at_end", []))
+    rows: list[tuple[str, str, str]] = [
+        ("machine", f"{m['cores']} cores, {_num(m['memory_mb'])} MiB", m["cpu"]),
+        ("load average (1, 5, 15 min)", f"start {load_start}", f"end {load_end}"),
+        (
+            "mode",
+            results["mode"] + (", spans exported to the console" if results.get("spans_exported") else ""),
+            f"record size {results['record_size_bytes']} B (a real handed_over)",
+        ),
+        ("", "", ""),
+        (
+            "Kafka ProducerPerformance",
+            _num(results["kafka_producer_msgs_per_s"], 0, " msgs/s"),
+            "acks=all, idempotent",
+        ),
+        (
+            "Kafka ConsumerPerformance",
+            _num(results["kafka_consumer_msgs_per_s"], 0, " msgs/s"),
+            "fetch rate, join excluded",
+        ),
+        (
+            "bare FastStream relay",
+            _num(results["relay_msgs_per_s"], 0, " msgs/s"),
+            "A → B, manual ack, no DB",
+        ),
+        ("", "", ""),
+        (
+            "ours: dossiers/s at saturation",
+            _num(results["dossiers_per_s"], 1, " dossiers/s"),
+            f"{sat['dossiers']} dossiers, {sat['concurrency']} in flight, {_num(sat['seconds'], 1)} s",
+        ),
+        (
+            "ours: dossiers/s, all consumers done",
+            _num(results["dossiers_per_s_drained"], 1, " dossiers/s"),
+            f"until notices and console caught up, {_num(sat['drained_seconds'], 1)} s",
+        ),
+        (
+            "ours: hops/s at saturation",
+            _num(sat["hops_per_s"], 0, " hops/s"),
+            f"{_num(sat['records_handled'] / max(sat['dossiers'], 1), 1)} hops, "
+            f"{_num(sat['events_published'] / max(sat['dossiers'], 1), 1)} events per dossier",
+        ),
+        (
+            "ours: route time p50 / p99",
+            f"{_num(sat['route_p50_s'], 2)} / {_num(sat['route_p99_s'], 2)} s",
+            "submit → returned at saturation (paid at once)",
+        ),
+        (
+            f"handoff p50/p95/p99 @ {_num(mod['offered_per_s'], 1)}/s",
+            f"{_num(mod['handoff_ms']['p50'], 1)} / {_num(mod['handoff_ms']['p95'], 1)} / "
+            f"{_num(mod['handoff_ms']['p99'], 1)} ms",
+            f"moderate load, {mod['dossiers']} dossiers, {mod['records_handled']} hops",
+        ),
+        (
+            "handoff p50/p95/p99 @ saturation",
+            f"{_num(sat['handoff_ms']['p50'], 1)} / {_num(sat['handoff_ms']['p95'], 1)} / "
+            f"{_num(sat['handoff_ms']['p99'], 1)} ms",
+            f"{sat['records_handled']} hops",
+        ),
+        ("replay", "null", results["replay_note"]),
+        ("", "", ""),
+    ]
+    for name, memory in results["service_rss_mb"].items():
+        rows.append((f"RSS {name}", f"{_num(memory['rss'], 0)} MiB", f"peak {_num(memory['peak'], 0)} MiB"))
+    rows += [
+        (
+            "max service RSS (peak)",
+            _num(results["max_service_rss_mb"], 0, " MiB"),
+            "target ≤ 150 MiB per service",
+        ),
+        ("bare relay RSS (peak)", _num(results["bare_relay_rss_mb"], 0, " MiB"), "one FastStream process"),
+        ("", "", ""),
+        ("ratio ours / bare relay", _ratio(ratios["ours_vs_bare_relay"]), "hops/s ÷ relay msgs/s"),
+        ("ratio ours / Kafka producer", _ratio(ratios["ours_vs_kafka_producer"]), "hops/s ÷ producer msgs/s"),
+        ("ratio ours / Kafka consumer", _ratio(ratios["ours_vs_kafka_consumer"]), "hops/s ÷ consumer msgs/s"),
+        (
+            "target: dossiers/s",
+            f"{_num(results['dossiers_per_s'], 1)} vs ≥ {TARGETS['dossiers_per_s']:.0f}",
+            "met" if (results["dossiers_per_s"] or 0) >= TARGETS["dossiers_per_s"] else "NOT met",
+        ),
+    ]
+    rows.append(("", "", ""))
+    cpu = sorted(sat["cpu_percent"].items(), key=lambda item: -item[1])
+    for name, percent in cpu:
+        rows.append((f"CPU {name}", f"{percent:.0f}% of a core", "saturation phase, submit → drained"))
+    if cpu:
+        total = sum(p for _, p in cpu)
+        rows.append(("CPU all of the above", f"{total:.0f}%", f"of {m['cores'] * 100}% ({m['cores']} cores)"))
+    rows.append(("", "", ""))
+    for hop in mod["per_hop"]:
+        rows.append(
+            (
+                f"hop {hop['from']} → {hop['consumer']}",
+                f"{_num(hop['p50_ms'], 1)} / {_num(hop['p99_ms'], 1)} ms",
+                f"p50 / p99 at the moderate load, {hop['count']} hops",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    rule = "+".join("-" * (w + 2) for w in widths)
+    lines = [rule]
+    for row in rows:
+        if row == ("", "", ""):
+            lines.append(rule)
+            continue
+        lines.append(" " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    lines.append(rule)
+    return "\n".join(lines)
