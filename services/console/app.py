@@ -69,6 +69,8 @@ def create_app(
         runtime,
         title="Operator console",
         description="Dossiers, process-control slips, on-time rates, overdue steps, apologies and traces.",
+        # OTLP exporters send batches of up to 512 spans in one request.
+        max_body_bytes=16 * 1024 * 1024,
     )
     app.middleware("http")(auth.guard(access))
     app.include_router(api_router(queries))

@@ -25,7 +25,7 @@ import uvicorn
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -345,8 +345,21 @@ async def ensure_topics(bootstrap: str, names: list[str]) -> None:
         await admin.close()
 
 
-def create_service_app(runtime: ServiceRuntime, *, title: str, description: str = "") -> FastAPI:
-    """The FastAPI app of a service: lifespan runs the runtime, ``/health`` reports readiness."""
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+"""Largest HTTP request body a service reads; a dossier is a few kilobytes."""
+
+
+def create_service_app(
+    runtime: ServiceRuntime,
+    *,
+    title: str,
+    description: str = "",
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
+    """The FastAPI app of a service: lifespan runs the runtime, ``/health`` reports readiness.
+
+    Request bodies over ``max_body_bytes`` are refused with 413 before they are read.
+    """
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -358,6 +371,19 @@ def create_service_app(runtime: ServiceRuntime, *, title: str, description: str 
 
     app = FastAPI(title=title, description=description, lifespan=lifespan)
     runtime.telemetry.instrument(app)
+
+    @app.middleware("http")
+    async def refuse_oversized(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # Checked on the declared length; a chunked body without one is capped by the server.
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body_bytes:
+            return JSONResponse(
+                {"detail": f"request body of {declared} bytes is over the limit of {max_body_bytes}"},
+                status_code=413,
+            )
+        return await call_next(request)
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:

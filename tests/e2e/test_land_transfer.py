@@ -152,6 +152,16 @@ async def test_refused_dossier_gets_422_and_nothing_is_published(
     assert await db.fetchval("SELECT count(*) FROM intake.dossiers") == dossiers_before
 
 
+async def test_oversized_request_is_refused_with_413(intake: httpx.AsyncClient, db: asyncpg.Pool) -> None:
+    dossier = land_transfer(3500)
+    dossier["details"]["padding"] = "x" * (2 * 1024 * 1024)
+    before = await db.fetchval("SELECT count(*) FROM intake.dossiers")
+    response = await intake.post("/dossiers", json=dossier)
+    assert response.status_code == 413
+    assert "over the limit" in response.json()["detail"]
+    assert await db.fetchval("SELECT count(*) FROM intake.dossiers") == before
+
+
 async def test_paying_twice_is_refused(intake: httpx.AsyncClient) -> None:
     response = await intake.post("/dossiers", json=land_transfer(4001))
     dossier_id = response.json()["id"]
