@@ -376,7 +376,8 @@ def create_service_app(
     async def refuse_oversized(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        # Checked on the declared length; a chunked body without one is capped by the server.
+        # Checked on the declared Content-Length, which ordinary clients send; a chunked upload
+        # without one is not checked here (a reverse proxy's body limit covers that case).
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_body_bytes:
             return JSONResponse(
