@@ -15,10 +15,10 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
 from contracts import topics
+from services.runtime.topic_reader import read_topic
 
 
 @dataclass(frozen=True)
@@ -44,50 +44,27 @@ class DeadLetter:
         return f"{self.dlq_partition}:{self.dlq_offset}"
 
 
-async def _partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    return [TopicPartition(topic, p["partition"]) for d in described for p in d.get("partitions", [])]
-
-
 async def _read_all(
     bootstrap: str, topic: str
 ) -> list[tuple[DeadLetter, bytes | None, bytes | None, list[tuple[str, bytes]]]]:
-    partitions = await _partitions(bootstrap, topic)
-    if not partitions:
-        return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
     out = []
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
-            for batch in (await consumer.getmany(timeout_ms=1000)).values():
-                for record in batch:
-                    h = {n: v.decode(errors="replace") for n, v in record.headers}
-                    letter = DeadLetter(
-                        dlq_partition=record.partition,
-                        dlq_offset=record.offset,
-                        reason=h.get("dlq_reason", "?"),
-                        detail=h.get("dlq_detail", ""),
-                        consumer=h.get("dlq_consumer", "?"),
-                        source_topic=h.get("dlq_topic", "?"),
-                        source_partition=int(h.get("dlq_partition", "-1")),
-                        source_offset=int(h.get("dlq_offset", "-1")),
-                        parked_at=h.get("dlq_at", ""),
-                        event_id=h.get("ce_id", ""),
-                        event_type=h.get("ce_type", ""),
-                        key=(record.key or b"").decode(errors="replace"),
-                    )
-                    out.append((letter, record.key, record.value, list(record.headers)))
-    finally:
-        await consumer.stop()
+    for record in await read_topic(bootstrap, topic):
+        h = {n: v.decode(errors="replace") for n, v in record.headers}
+        letter = DeadLetter(
+            dlq_partition=record.partition,
+            dlq_offset=record.offset,
+            reason=h.get("dlq_reason", "?"),
+            detail=h.get("dlq_detail", ""),
+            consumer=h.get("dlq_consumer", "?"),
+            source_topic=h.get("dlq_topic", "?"),
+            source_partition=int(h.get("dlq_partition", "-1")),
+            source_offset=int(h.get("dlq_offset", "-1")),
+            parked_at=h.get("dlq_at", ""),
+            event_id=h.get("ce_id", ""),
+            event_type=h.get("ce_type", ""),
+            key=(record.key or b"").decode(errors="replace"),
+        )
+        out.append((letter, record.key, record.value, list(record.headers)))
     return out
 
 
