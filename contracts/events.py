@@ -101,6 +101,11 @@ class DossierReceived(DossierEvent):
     statutory_limit_days: Decimal
     fees: list[FeeLine]
     return_place: str
+    details: dict[str, Any] | None = Field(
+        default=None,
+        description="The procedure-specific details as filed (see the procedure's details_schema);"
+        " with the applicant and documents, everything needed to file the dossier again (replay).",
+    )
 
     @property
     def fees_total_vnd(self) -> int:
@@ -205,6 +210,24 @@ class DossierReturned(DossierEvent):
     on_time: bool
     summary: str
     result: dict[str, Any] = Field(default_factory=dict)
+
+
+class PaymentReceived(DossierEvent):
+    """The citizen paid the financial obligations and the desk took the proof; the clock resumes."""
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.payment_received.v1"
+
+    received_at: datetime
+
+
+class SupplementReceived(DossierEvent):
+    """The citizen handed in the complete supplement; the statutory limit restarts in full."""
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.supplement_received.v1"
+
+    documents: list[str] = Field(description="Codes of the documents added.")
+    details: dict[str, Any] | None = Field(default=None, description="Corrected details, if any.")
+    received_at: datetime
 
 
 class SupplementRequested(DossierEvent):
@@ -328,6 +351,8 @@ EVENT_TYPES: dict[str, type[DossierEvent]] = {
         StepCompleted,
         PaymentNoticeIssued,
         DossierReturned,
+        PaymentReceived,
+        SupplementReceived,
         SupplementRequested,
         StepOverdue,
         ApologyIssued,

@@ -17,10 +17,12 @@ from contracts.events import (
     DossierReturned,
     FeeLine,
     PaymentNoticeIssued,
+    PaymentReceived,
     ReceivedDocument,
     SlipRow,
     StepCompleted,
     StepOverdue,
+    SupplementReceived,
     SupplementRequested,
 )
 
@@ -80,6 +82,7 @@ EXAMPLES: dict[str, DossierEvent] = {
             statutory_limit_days=Decimal(8),
             fees=[FeeLine(name="Phí thẩm định hồ sơ", amount_vnd=500_000)],
             return_place="Bộ phận Một cửa, UBND thành phố Tân An",
+            details=_DETAILS,
         ),
         DossierHandedOver(
             dossier_id=_DOSSIER,
@@ -128,6 +131,13 @@ EXAMPLES: dict[str, DossierEvent] = {
             on_time=True,
             summary="Hồ sơ đã giải quyết xong; mời ông/bà nhận kết quả.",
             result={"certificate_serial": "TA 100042", "holder": "Trần Thị Bình"},
+        ),
+        PaymentReceived(dossier_id=_DOSSIER, received_at=datetime(2026, 3, 13, 3, 0, tzinfo=UTC)),
+        SupplementReceived(
+            dossier_id=_DOSSIER,
+            documents=["LAND_CERTIFICATE"],
+            details=None,
+            received_at=datetime(2026, 3, 16, 2, 0, tzinfo=UTC),
         ),
         SupplementRequested(
             dossier_id=_DOSSIER,

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Header, HTTPException, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from contracts.events import Applicant
 from services.intake.domain.catalog import Fee, Procedure, RequiredDocument, Step
 from services.intake.domain.dossier import Dossier, SubmissionRefused, TransitionRefused
-from services.intake.handlers import Desk, DossierNotFound
+from services.intake.handlers import Desk, DossierIdTaken, DossierNotFound, Handled, IdempotencyKeyReused
 from services.runtime.working_days import WorkingDayCalendar
 
 
@@ -24,6 +26,12 @@ class SubmitDossier(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     procedure_code: str = Field(examples=["LAND-TRANSFER"])
+    dossier_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z0-9][A-Z0-9.-]{3,63}$",
+        description="The number the online portal already gave the dossier; the desk numbers it if absent.",
+        examples=["HS-260309-1A2B3C4D5E"],
+    )
     applicant: Applicant
     documents: list[str] = Field(description="Codes of the documents handed in")
     details: dict[str, Any] = Field(
@@ -169,12 +177,30 @@ class Refusal(BaseModel):
     problems: list[str] = Field(default_factory=list)
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="Makes the request safe to repeat: a second request with the same key changes"
+        " nothing and returns the dossier as it is (200 with `Idempotent-Replayed: true`).",
+    ),
+]
+
+
 def build_router(desk: Desk) -> APIRouter:
     """The API routes, bound to the desk's use cases."""
     router = APIRouter()
 
     def view(dossier: Dossier) -> DossierView:
         return DossierView.of(dossier, now=desk.runtime.clock.now(), calendar=desk.calendar)
+
+    def answer(handled: Handled, response: Response) -> DossierView:
+        if handled.replayed:
+            # RFC 9110 has no code for "already done"; 200 and a header, as payment APIs do.
+            response.status_code = status.HTTP_200_OK
+            response.headers["Idempotent-Replayed"] = "true"
+        return view(handled.dossier)
 
     @router.get("/procedures", tags=["catalog"], summary="The published procedures")
     async def list_procedures() -> list[ProcedureView]:
@@ -188,18 +214,26 @@ def build_router(desk: Desk) -> APIRouter:
         response_model=DossierView,
         responses={422: {"model": Refusal}},
     )
-    async def submit_dossier(body: SubmitDossier) -> DossierView | JSONResponse:
+    async def submit_dossier(
+        body: SubmitDossier, response: Response, idempotency_key: IdempotencyKey = None
+    ) -> DossierView | JSONResponse:
         try:
-            dossier = await desk.submit(
+            handled = await desk.submit(
                 procedure_code=body.procedure_code,
                 applicant=body.applicant,
                 documents=body.documents,
                 details=body.details,
+                dossier_id=body.dossier_id,
+                idempotency_key=idempotency_key,
             )
         except SubmissionRefused as exc:
             refusal = Refusal(detail="dossier refused at the desk", problems=exc.problems)
             return JSONResponse(refusal.model_dump(), status_code=422)
-        return view(dossier)
+        except DossierIdTaken as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, f"dossier id {exc} is already used") from exc
+        except IdempotencyKeyReused as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        return answer(handled, response)
 
     @router.get("/dossiers/{dossier_id}", tags=["dossiers"], summary="Status and slip")
     async def get_dossier(dossier_id: str) -> DossierView:
@@ -216,15 +250,12 @@ def build_router(desk: Desk) -> APIRouter:
         summary="Record the citizen's payment of the tax notice",
         responses={409: {"model": Refusal}},
     )
-    async def record_payment(dossier_id: str) -> DossierView:
-        try:
-            return DossierView.of(
-                await desk.record_payment(dossier_id), now=desk.runtime.clock.now(), calendar=desk.calendar
-            )
-        except DossierNotFound as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dossier {dossier_id}") from exc
-        except TransitionRefused as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    async def record_payment(
+        dossier_id: str, response: Response, idempotency_key: IdempotencyKey = None
+    ) -> DossierView:
+        with refusals(dossier_id):
+            handled = await desk.record_payment(dossier_id, idempotency_key=idempotency_key)
+        return answer(handled, response)
 
     @router.post(
         "/dossiers/{dossier_id}/supplement-requests",
@@ -232,16 +263,17 @@ def build_router(desk: Desk) -> APIRouter:
         summary="The desk asks the citizen to supplement the dossier (the clock stops)",
         responses={409: {"model": Refusal}},
     )
-    async def request_supplement(dossier_id: str, body: SupplementRequest) -> DossierView:
-        try:
-            dossier = await desk.request_supplement(
-                dossier_id, missing=body.missing_documents, reason=body.reason
+    async def request_supplement(
+        dossier_id: str, body: SupplementRequest, response: Response, idempotency_key: IdempotencyKey = None
+    ) -> DossierView:
+        with refusals(dossier_id):
+            handled = await desk.request_supplement(
+                dossier_id,
+                missing=body.missing_documents,
+                reason=body.reason,
+                idempotency_key=idempotency_key,
             )
-        except DossierNotFound as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dossier {dossier_id}") from exc
-        except TransitionRefused as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-        return view(dossier)
+        return answer(handled, response)
 
     @router.post(
         "/dossiers/{dossier_id}/supplements",
@@ -249,13 +281,26 @@ def build_router(desk: Desk) -> APIRouter:
         summary="The citizen hands in the complete supplement (the limit restarts in full)",
         responses={409: {"model": Refusal}},
     )
-    async def supplement(dossier_id: str, body: Supplement) -> DossierView:
-        try:
-            dossier = await desk.supplement(dossier_id, documents=body.documents, details=body.details)
-        except DossierNotFound as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dossier {dossier_id}") from exc
-        except TransitionRefused as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-        return view(dossier)
+    async def supplement(
+        dossier_id: str, body: Supplement, response: Response, idempotency_key: IdempotencyKey = None
+    ) -> DossierView:
+        with refusals(dossier_id):
+            handled = await desk.supplement(
+                dossier_id, documents=body.documents, details=body.details, idempotency_key=idempotency_key
+            )
+        return answer(handled, response)
 
     return router
+
+
+@contextmanager
+def refusals(dossier_id: str) -> Iterator[None]:
+    """The desk's refusals of a request on a dossier, as HTTP errors."""
+    try:
+        yield
+    except DossierNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dossier {dossier_id}") from exc
+    except TransitionRefused as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except IdempotencyKeyReused as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc

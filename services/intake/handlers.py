@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from opentelemetry import trace
@@ -35,8 +36,10 @@ from contracts.events import (
     DossierProgressed,
     DossierReceived,
     DossierReturned,
+    PaymentReceived,
     StepCompleted,
     StepOverdue,
+    SupplementReceived,
     SupplementRequested,
 )
 from services.intake import store
@@ -54,10 +57,27 @@ log = logging.getLogger(__name__)
 WATCH_INTERVAL_SECONDS = 0.5
 """How often the deadline watcher looks; an alarm fires at most this late (plus the work)."""
 ALARM_BATCH = 100
+WATCH_SLICES = 25
 
 
 class DossierNotFound(LookupError):
     """No dossier with that id."""
+
+
+class DossierIdTaken(ValueError):
+    """A client-chosen dossier id (e.g. the portal's) is already used by another dossier."""
+
+
+class IdempotencyKeyReused(ValueError):
+    """An ``Idempotency-Key`` already used for a different request."""
+
+
+@dataclass(frozen=True)
+class Handled:
+    """A desk request's result: the dossier, and whether the request had been done before."""
+
+    dossier: Dossier
+    replayed: bool = False
 
 
 class Desk:
@@ -96,6 +116,8 @@ class Desk:
             topics.INTAKE_EVENTS,
             DossierReceived,
             DossierReturned,
+            PaymentReceived,
+            SupplementReceived,
             SupplementRequested,
             StepOverdue,
             ApologyIssued,
@@ -105,6 +127,7 @@ class Desk:
         for agency in sorted(self.catalog.consumers()):
             self.runtime.publishes(topics.handoffs(agency), DossierHandedOver)
         self.runtime.run_in_background("deadline_watcher", self.watch_deadlines)
+        self.runtime.counts_backlog("alarms_due", store.count_due_alarms)
         for agency in sorted(self.catalog.consumers()):
             self.runtime.subscribe(
                 topics.agency_events(agency),
@@ -120,11 +143,25 @@ class Desk:
         applicant: Applicant,
         documents: list[str],
         details: dict[str, Any],
-    ) -> Dossier:
-        """Receive a dossier at the desk (raises SubmissionRefused before anything is stored)."""
+        dossier_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Handled:
+        """Receive a dossier at the desk (raises SubmissionRefused before anything is stored).
+
+        ``dossier_id`` keeps a number the online portal already gave the dossier; by default the
+        desk numbers it. With ``idempotency_key``, a repeat of the same request (a client retry,
+        a replay) returns the dossier filed the first time and changes nothing.
+        """
         async with self.runtime.unit_of_work() as uow:
+            chosen = dossier_id or f"HS-{uow.now:%y%m%d}-{uuid.uuid4().hex[:10].upper()}"
+            if idempotency_key is not None:
+                done = await self._claim(uow, idempotency_key, "submit", chosen)
+                if done is not None:
+                    return done
+            if dossier_id is not None and await store.exists(uow.conn, dossier_id):
+                raise DossierIdTaken(dossier_id)
             dossier, events = Dossier.receive(
-                dossier_id=f"HS-{uow.now:%y%m%d}-{uuid.uuid4().hex[:10].upper()}",
+                dossier_id=chosen,
                 procedure=self.catalog.get(procedure_code),
                 procedure_code=procedure_code,
                 applicant=applicant,
@@ -143,37 +180,73 @@ class Desk:
             )
             await _record(uow, dossier, events)
             await store.remember_trace(uow.conn, dossier.id, trace_carrier())
-        return dossier
+        return Handled(dossier)
 
-    async def record_payment(self, dossier_id: str) -> Dossier:
+    async def record_payment(self, dossier_id: str, *, idempotency_key: str | None = None) -> Handled:
         """The citizen's payment of the tax notice was received at the desk."""
-        async with self._follow_up("record payment", dossier_id) as uow:
-            dossier = await self._load_for_update(uow, dossier_id)
-            events = dossier.record_payment(now=uow.now, calendar=self.calendar)
-            await _record(uow, dossier, events)
-        return dossier
+        return await self._change(
+            "record payment",
+            dossier_id,
+            idempotency_key,
+            lambda dossier, now: dossier.record_payment(now=now, calendar=self.calendar),
+        )
 
-    async def request_supplement(self, dossier_id: str, *, missing: list[str], reason: str) -> Dossier:
+    async def request_supplement(
+        self, dossier_id: str, *, missing: list[str], reason: str, idempotency_key: str | None = None
+    ) -> Handled:
         """The desk asks the citizen to complete the dossier; the clock stops meanwhile."""
-        async with self._follow_up("request supplement", dossier_id) as uow:
-            dossier = await self._load_for_update(uow, dossier_id)
-            events = dossier.request_supplement(
-                missing=missing, reason=reason, now=uow.now, agencies=self.catalog.agencies
-            )
-            await _record(uow, dossier, events)
-        return dossier
+        return await self._change(
+            "request supplement",
+            dossier_id,
+            idempotency_key,
+            lambda dossier, now: dossier.request_supplement(
+                missing=missing, reason=reason, now=now, agencies=self.catalog.agencies
+            ),
+        )
 
     async def supplement(
-        self, dossier_id: str, *, documents: list[str], details: dict[str, Any] | None
-    ) -> Dossier:
+        self,
+        dossier_id: str,
+        *,
+        documents: list[str],
+        details: dict[str, Any] | None,
+        idempotency_key: str | None = None,
+    ) -> Handled:
         """The citizen's complete supplement: the limit restarts in full."""
-        async with self._follow_up("supplement", dossier_id) as uow:
+        return await self._change(
+            "supplement",
+            dossier_id,
+            idempotency_key,
+            lambda dossier, now: dossier.supplement(
+                documents=documents, details=details, now=now, calendar=self.calendar
+            ),
+        )
+
+    async def _change(
+        self,
+        name: str,
+        dossier_id: str,
+        idempotency_key: str | None,
+        change: Callable[[Dossier, datetime], list[DossierEvent]],
+    ) -> Handled:
+        """One request on an existing dossier: load it locked, apply ``change``, record the events."""
+        async with self._follow_up(name, dossier_id) as uow:
             dossier = await self._load_for_update(uow, dossier_id)
-            events = dossier.supplement(
-                documents=documents, details=details, now=uow.now, calendar=self.calendar
-            )
-            await _record(uow, dossier, events)
-        return dossier
+            if idempotency_key is not None:
+                done = await self._claim(uow, idempotency_key, name, dossier_id)
+                if done is not None:
+                    return done
+            await _record(uow, dossier, change(dossier, uow.now))
+        return Handled(dossier)
+
+    async def _claim(self, uow: UnitOfWork, key: str, action: str, dossier_id: str) -> Handled | None:
+        """Remember ``key`` in this transaction; if it was used before, what that request did."""
+        first = await store.claim_request(uow.conn, key, action=action, dossier_id=dossier_id)
+        if first is None:
+            return None
+        if first != (action, dossier_id) and not (action == "submit" and first[0] == "submit"):
+            raise IdempotencyKeyReused(f"Idempotency-Key {key!r} was used to {first[0]} {first[1]}")
+        return Handled(await self._load_for_update(uow, first[1]), replayed=True)
 
     async def watch_deadlines(self) -> None:
         """Fire every passed alarm, forever; the alarms live in Postgres, so a restart loses none."""
@@ -186,7 +259,19 @@ class Desk:
                 log.exception("deadline watcher failed; retrying")
                 fired = 0
             if fired < ALARM_BATCH:
-                await asyncio.sleep(WATCH_INTERVAL_SECONDS)
+                await self._sleep_until_clock_moves()
+
+    async def _sleep_until_clock_moves(self) -> None:
+        """Wait WATCH_INTERVAL_SECONDS, or less if the clock was moved (a replay, a test).
+
+        A virtual clock jumps: looking again at once lets a replay move on without waiting out
+        the interval at every step. The wall clock never jumps, so this is a plain sleep there.
+        """
+        seen = self.runtime.clock.now()
+        for _ in range(WATCH_SLICES):
+            await asyncio.sleep(WATCH_INTERVAL_SECONDS / WATCH_SLICES)
+            if self.runtime.clock.now() - seen > timedelta(seconds=WATCH_INTERVAL_SECONDS):
+                return
 
     async def fire_due_alarms(self) -> int:
         """One pass of the watcher: each due alarm in its own transaction with its events."""

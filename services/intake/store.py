@@ -86,7 +86,43 @@ MIGRATIONS = (
         ALTER TABLE dossiers ADD COLUMN trace_context jsonb NOT NULL DEFAULT '{}';
         """,
     ),
+    Migration(
+        "intake-004-idempotency-keys",
+        """
+        -- Requests made with an Idempotency-Key: a repeat (client retry, replayed stream) finds
+        -- its key here and changes nothing. Inserted in the request's own transaction.
+        CREATE TABLE requests (
+            key        text PRIMARY KEY,
+            action     text NOT NULL,
+            dossier_id text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now()
+        );
+        """,
+    ),
 )
+
+
+async def exists(conn: Connection, dossier_id: str) -> bool:
+    """Whether a dossier with that id was filed."""
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM dossiers WHERE id = $1)", dossier_id))
+
+
+async def claim_request(
+    conn: Connection, key: str, *, action: str, dossier_id: str
+) -> tuple[str, str] | None:
+    """Record an idempotency key; None if new, else the (action, dossier) it was first used for."""
+    inserted = await conn.fetchval(
+        "INSERT INTO requests (key, action, dossier_id) VALUES ($1, $2, $3)"
+        " ON CONFLICT (key) DO NOTHING RETURNING key",
+        key,
+        action,
+        dossier_id,
+    )
+    if inserted is not None:
+        return None
+    row = await conn.fetchrow("SELECT action, dossier_id FROM requests WHERE key = $1", key)
+    assert row is not None  # keys are never deleted
+    return str(row["action"]), str(row["dossier_id"])
 
 
 async def load(conn: Connection, dossier_id: str, *, for_update: bool = False) -> Dossier | None:
@@ -231,11 +267,16 @@ async def due_alarms(conn: Connection, now: datetime, *, limit: int) -> list[Due
     rows = await conn.fetch(
         "SELECT h.dossier_id, h.row_index, d.trace_context FROM handoffs h"
         " JOIN dossiers d ON d.id = h.dossier_id"
-        " WHERE h.alarm_at <= $1 ORDER BY h.alarm_at LIMIT $2",
+        " WHERE h.alarm_at <= $1 ORDER BY h.alarm_at, h.dossier_id, h.row_index LIMIT $2",
         now,
         limit,
     )
     return [DueAlarm(r["dossier_id"], r["row_index"], json.loads(r["trace_context"])) for r in rows]
+
+
+async def count_due_alarms(conn: Connection, now: datetime) -> int:
+    """Alarms the watcher has yet to fire (0 once it has caught up with ``now``)."""
+    return int(await conn.fetchval("SELECT count(*) FROM handoffs WHERE alarm_at <= $1", now))
 
 
 async def remember_trace(conn: Connection, dossier_id: str, trace_context: dict[str, str]) -> None:

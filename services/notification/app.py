@@ -34,6 +34,7 @@ def build_runtime(
         pool=lambda: runtime.pool, clock=runtime.clock, channels=channels, policy=delivery.retry
     )
     runtime.run_in_background("delivery", worker.run)
+    runtime.counts_backlog("deliveries_due", worker.count_due)
     return runtime
 
 

@@ -41,6 +41,7 @@ from contracts.events import Applicant
 from services.notification.domain.notices import Attachment
 from services.notification.store import DELIVERY_WAKEUP
 from services.runtime.clock import Clock
+from services.runtime.database import Connection
 
 log = logging.getLogger(__name__)
 
@@ -329,6 +330,17 @@ class DeliveryWorker:
             finally:
                 with contextlib.suppress(Exception):
                     await listener.remove_listener(DELIVERY_WAKEUP, self._on_notify)
+
+    async def count_due(self, conn: Connection, now: datetime) -> int:
+        """Deliveries due and not yet sent (or given up): 0 once the worker has caught up."""
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM deliveries"
+                " WHERE status = 'pending' AND next_attempt_at <= $1 AND channel = ANY($2::text[])",
+                now,
+                sorted(self.channels),
+            )
+        )
 
     def _on_notify(self, *_: object) -> None:
         self._wakeup.set()

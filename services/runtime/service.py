@@ -37,7 +37,7 @@ from contracts.agencies import source_uri
 from contracts.events import DossierEvent
 from services.runtime.clock import Clock, VirtualClock, clock_from_env
 from services.runtime.consumer import DeadLetters, Handler, RecordProcessor
-from services.runtime.database import Migration, create_pool, migrate
+from services.runtime.database import Connection, Migration, create_pool, migrate
 from services.runtime.outbox_relay import OutboxRelay
 from services.runtime.settings import ServiceSettings
 from services.runtime.telemetry import Telemetry
@@ -61,6 +61,14 @@ class Publication:
 
     topic: str
     events: tuple[type[DossierEvent], ...]
+
+
+BacklogProbe = Callable[[Connection, datetime], Awaitable[int]]
+"""Counts work still owed, on a connection to the service's schema, at the service's time."""
+
+
+async def _unpublished_outbox(conn: Connection, _: datetime) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
 
 
 class ServiceRuntime:
@@ -92,6 +100,7 @@ class ServiceRuntime:
         self.subscriptions: list[Subscription] = []
         self.publications: list[Publication] = []
         self._background: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
+        self._backlog_probes: dict[str, BacklogProbe] = {"outbox": _unpublished_outbox}
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -184,6 +193,39 @@ class ServiceRuntime:
                 title=f"{topic}:{event.TYPE}",
                 description=(event.__doc__ or "").strip().splitlines()[0],
             )
+
+    def counts_backlog(self, name: str, probe: BacklogProbe) -> None:
+        """Add a count of work the service still owes (shown by ``GET /backlog``).
+
+        Replays and tests wait for every count to reach 0 before they move virtual time on.
+        """
+        self._backlog_probes[name] = probe
+
+    async def backlog(self) -> dict[str, int]:
+        """Work the service owes: records not yet consumed, unpublished outbox rows, the probes'."""
+        counts = {"unconsumed": await self._unconsumed()}
+        async with self.pool.acquire() as conn:
+            for name, probe in self._backlog_probes.items():
+                counts[name] = await probe(conn, self.clock.now())
+        return counts
+
+    async def _unconsumed(self) -> int:
+        """Records on our topics past our groups' committed offsets, asked of the broker now.
+
+        A subscriber without partitions yet (starting, rebalancing) counts 1: it is not idle.
+        """
+        total = 0
+        for _, subscriber in self._subscribers:
+            kafka = subscriber.consumer
+            assigned = list(kafka.assignment()) if kafka is not None else []
+            if not assigned:
+                total += 1
+                continue
+            ends = await kafka.end_offsets(assigned)
+            for partition in assigned:
+                committed = await kafka.committed(partition)
+                total += max(ends[partition] - (committed or 0), 0)
+        return total
 
     def run_in_background(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``loop()`` as a task from start to stop (a deadline watcher, a delivery worker).
@@ -399,6 +441,10 @@ def create_service_app(
             {"service": runtime.name, "ready": ready, "checks": checks},
             status_code=200 if ready else 503,
         )
+
+    @app.get("/backlog", tags=["operations"], summary="Work accepted but not finished (0 = idle)")
+    async def read_backlog() -> dict[str, int]:
+        return await runtime.backlog()
 
     @app.get("/clock", tags=["operations"], summary="The service's current time and clock kind")
     async def read_clock() -> dict[str, str]:

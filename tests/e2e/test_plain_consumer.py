@@ -44,6 +44,7 @@ async def test_plain_aiokafka_consumer_validates_a_whole_dossier(services: Stack
             ("handoffs.tax", "vn.gov.dossier.handed_over.v1"),
             ("tax.events", "vn.gov.tax.payment_notice_issued.v1"),
             ("tax.events", "vn.gov.dossier.step_completed.v1"),
+            ("intake.events", "vn.gov.dossier.payment_received.v1"),
             ("handoffs.land_registry", "vn.gov.dossier.handed_over.v1"),
             ("land_registry.events", "vn.gov.dossier.step_completed.v1"),
             ("intake.events", "vn.gov.dossier.returned.v1"),

@@ -124,7 +124,7 @@ def test_an_overrun_after_the_apology_escalates_too() -> None:
     dossier.on_step_completed(
         done(assess, at(10, 15), total_vnd=1), now=at(10, 15), calendar=CALENDAR, agencies=AGENCIES
     )
-    (certificate,) = dossier.record_payment(now=at(11, 8), calendar=CALENDAR)
+    _, certificate = dossier.record_payment(now=at(11, 8), calendar=CALENDAR)
     assert isinstance(certificate, DossierHandedOver)
     events = alarm(dossier, certificate.due_at)
     assert [type(e) for e in events] == [StepOverdue, DossierEscalated]
@@ -166,7 +166,7 @@ def test_a_supplement_pauses_everything_and_restarts_the_limit_in_full() -> None
     # While the citizen takes their time, the old deadline passes: nothing fires.
     assert dossier.on_alarm(1, now=at(13, 9), calendar=CALENDAR, agencies=AGENCIES, letter_number="x") == []
     assert all(row.alarm_at is None for row in dossier.slip)
-    (again,) = dossier.supplement(documents=["SITE_PLAN"], details=None, now=at(23, 8), calendar=CALENDAR)
+    _, again = dossier.supplement(documents=["SITE_PLAN"], details=None, now=at(23, 8), calendar=CALENDAR)
     assert isinstance(again, DossierHandedOver)
     assert (again.to_agency, again.action, again.step_index) == ("land_registry", "appraise", 1)
     assert again.handoff_row == 3  # a new row on the slip: the step is redone
@@ -187,7 +187,7 @@ def test_the_desk_can_ask_for_a_supplement_and_a_late_answer_to_the_withdrawn_ha
     )
     assert isinstance(request, SupplementRequested)
     assert request.requested_by_agency == "one_stop"
-    (again,) = dossier.supplement(documents=[], details=None, now=at(10, 8), calendar=CALENDAR)
+    _, again = dossier.supplement(documents=[], details=None, now=at(10, 8), calendar=CALENDAR)
     assert isinstance(again, DossierHandedOver)
     # The registry's answer to the first, withdrawn, handoff changes nothing.
     late = done(appraise, at(10, 9), table_value_vnd=1)

@@ -38,10 +38,12 @@ from contracts.events import (
     DossierReceived,
     DossierReturned,
     FeeLine,
+    PaymentReceived,
     ReceivedDocument,
     SlipRow,
     StepCompleted,
     StepOverdue,
+    SupplementReceived,
     SupplementRequested,
 )
 from services.intake.domain.catalog import AgencyInfo, Procedure, Step
@@ -198,6 +200,7 @@ class Dossier:
                 statutory_limit_days=procedure.statutory_limit_days,
                 fees=[FeeLine(name=name, amount_vnd=amount) for name, amount in procedure.fee_lines(details)],
                 return_place=procedure.return_place,
+                details=details,
             )
         ]
         events += dossier._advance(now=now, calendar=calendar)
@@ -282,7 +285,10 @@ class Dossier:
         self.slip[-1].complete(received_at=now, completed_at=now, outcome="done", calendar=calendar)
         self.paused_at = None
         self.appointment_at = calendar.add_working_time(now, self.statutory_limit_days)
-        return self._advance(now=now, calendar=calendar)
+        received = SupplementReceived(
+            dossier_id=self.id, documents=documents, details=details, received_at=now
+        )
+        return [received, *self._advance(now=now, calendar=calendar)]
 
     def record_payment(self, *, now: datetime, calendar: WorkingDayCalendar) -> list[DossierEvent]:
         """The citizen paid the tax notice; the desk takes the proof and routes on."""
@@ -290,7 +296,10 @@ class Dossier:
             raise TransitionRefused(f"dossier {self.id} is {self.status}, not awaiting payment")
         self.slip[-1].complete(received_at=now, completed_at=now, outcome="done", calendar=calendar)
         self._resume_clock(now=now, calendar=calendar)
-        return self._advance(now=now, calendar=calendar)
+        return [
+            PaymentReceived(dossier_id=self.id, received_at=now),
+            *self._advance(now=now, calendar=calendar),
+        ]
 
     def on_alarm(
         self,
