@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format setup kafka-jars clean contracts-check contracts-register docs
+.PHONY: run test lint format setup kafka-jars clean contracts-check contracts-register docs replay-year
 
 run: setup kafka-jars ## Start Kafka, Postgres and every service; Ctrl-C stops them
 	$(PY) -m infra.stack run
@@ -52,3 +52,7 @@ kafka-jars: setup ## Apache Kafka 3.9.2 jars from Maven Central (cached in ~/.ca
 
 clean: ## Remove local state (Kafka and Postgres data of `make run`)
 	rm -rf .run test-artifacts
+
+SCALE ?= 1
+replay-year: setup kafka-jars ## A generated year of the seed city replayed end to end (SCALE=0.01 for 1%)
+	$(PY) -m infra.replay_year --scale $(SCALE)

@@ -15,11 +15,12 @@ in two, by who wrote each record:
   recorded dossier id and an ``Idempotency-Key`` derived from the recorded event id.
 
 Time: the services run with ``CLOCK=virtual``. Inputs are taken in order of their event time
-(``ce_time``); before the inputs of a moment the replayer moves every service's clock to it
-(``PUT /clock``), and after each round of inputs it waits until every service has finished the
-work they caused (``GET /backlog`` all zero), so the deadline watcher never sees a time before
-the answers that came earlier have been routed. A dossier's inputs at one moment go one per
-round, in recorded order.
+(``ce_time``). The replayer moves every service's clock (``PUT /clock``) to each recorded event
+time in turn, inputs or not, so deadlines fire at the moments they fired when the stream was
+recorded. After each move, and after each round of inputs, it waits until every service has
+finished the work they caused (``GET /backlog`` all zero): the deadline watcher never sees a time
+before the answers that came earlier have been routed, and an alarm due by a moment fires before
+that moment's inputs. A dossier's inputs at one moment go one per round, in recorded order.
 
 Replaying the same file again changes nothing: published records are recognised by their event
 ids (the services' inboxes), desk actions by their idempotency keys, and clocks never go back.
@@ -88,6 +89,9 @@ class Plan:
     inputs: list[Input]
     regenerated: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    marks: set[datetime] = field(default_factory=set)
+    """Times of the records the services write again: the clock stops there too, so the
+    deadline watcher fires at the moments it fired when the stream was recorded."""
 
 
 @dataclass
@@ -146,6 +150,7 @@ def plan(records: Iterable[RecordedRecord], *, replayed: Sequence[str]) -> Plan:
         action = _desk_action(record)
         if action is None:
             result.regenerated += 1
+            result.marks.add(at)
             continue
         kind, event = action
         numbered.append((at, record.timestamp_ms, index, Input(at, dossier, kind, record, event)))
@@ -180,11 +185,16 @@ _DESK_TYPES = {
 }
 
 
-def moments(inputs: Sequence[Input]) -> list[tuple[datetime, list[list[Input]]]]:
-    """Inputs grouped by time, each moment in rounds: a dossier's n-th input there is in round n."""
-    by_time: dict[datetime, list[Input]] = defaultdict(list)
+def moments(
+    inputs: Sequence[Input], marks: Iterable[datetime] = ()
+) -> list[tuple[datetime, list[list[Input]]]]:
+    """Inputs grouped by time, each moment in rounds: a dossier's n-th input there is in round n.
+
+    ``marks`` are moments with no input, where only the clock moves.
+    """
+    by_time: dict[datetime, list[Input]] = {mark: [] for mark in marks}
     for item in inputs:
-        by_time[item.at].append(item)
+        by_time.setdefault(item.at, []).append(item)
     grouped = []
     for at in sorted(by_time):
         rounds: list[list[Input]] = []
@@ -235,7 +245,7 @@ class Replayer:
         """Perform every input, moment by moment; ``speed`` = virtual seconds per wall second."""
         started = time.monotonic()
         self.report.regenerated = planned.regenerated
-        grouped = moments(planned.inputs)
+        grouped = moments(planned.inputs, planned.marks)
         first = grouped[0][0] if grouped else None
         with tqdm(total=len(planned.inputs), unit="input", disable=not progress, file=sys.stderr) as bar:
             await self.settle()
@@ -245,6 +255,8 @@ class Replayer:
                     if wait > 0:
                         await asyncio.sleep(wait)
                 await self.set_clocks(at)
+                # What falls due by now (deadline alarms) happens before this moment's inputs.
+                await self.settle()
                 for items in rounds:
                     await asyncio.gather(*(self._perform(item) for item in items))
                     await self.settle()
@@ -286,7 +298,7 @@ class Replayer:
             if time.monotonic() > deadline:
                 raise ReplayError(f"the system did not settle in {self.settle_timeout:.0f}s: {last}")
             await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.2)
+            pause = min(pause * 2, 0.02)
 
     async def _backlog(self, url: str) -> dict[str, int]:
         response = await self._http.get(f"{url}/backlog")

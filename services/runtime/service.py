@@ -214,18 +214,19 @@ class ServiceRuntime:
 
         A subscriber without partitions yet (starting, rebalancing) counts 1: it is not idle.
         """
-        total = 0
-        for _, subscriber in self._subscribers:
-            kafka = subscriber.consumer
+
+        async def behind(kafka: Any) -> int:
             assigned = list(kafka.assignment()) if kafka is not None else []
             if not assigned:
-                total += 1
-                continue
-            ends = await kafka.end_offsets(assigned)
-            for partition in assigned:
-                committed = await kafka.committed(partition)
-                total += max(ends[partition] - (committed or 0), 0)
-        return total
+                return 1
+            # Concurrently: one round trip per partition, and a replay asks between every step.
+            ends, *committed = await asyncio.gather(
+                kafka.end_offsets(assigned), *(kafka.committed(p) for p in assigned)
+            )
+            return sum(max(ends[p] - (c or 0), 0) for p, c in zip(assigned, committed, strict=True))
+
+        counts = await asyncio.gather(*(behind(s.consumer) for _, s in self._subscribers))
+        return sum(counts)
 
     def run_in_background(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``loop()`` as a task from start to stop (a deadline watcher, a delivery worker).

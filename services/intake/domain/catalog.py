@@ -11,7 +11,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.agencies import CITIZEN, ONE_STOP, Agency
 
-DESK_ACTIONS = frozenset({"receive", "receive_payment_proof", "certify_copy", "return_result"})
+DESK_ACTIONS = frozenset(
+    {
+        "receive",
+        "receive_payment_proof",
+        "certify_copy",
+        "register_business",
+        "register_birth",
+        "return_result",
+    }
+)
 """What the one-stop desk does itself, at once, when a route reaches it."""
 
 

@@ -92,6 +92,8 @@ def perform(handover: DossierHandedOver, *, prices: LandPriceTable, certificate_
         return appraise(handover.details, handover.applicant.id_number, prices)
     if handover.action == "issue_certificate":
         return issue_certificate(handover.details, handover.results, certificate_serial)
+    if handover.action == "register_mortgage":
+        return register_mortgage(handover.details)
     raise UnknownAction(f"the land registry does not {handover.action!r}")
 
 
@@ -143,4 +145,15 @@ def issue_certificate(
             "holder": transfer.transferee.full_name,
             "parcel_ref": results["appraise"]["parcel_ref"],
         },
+    )
+
+
+def register_mortgage(details: dict[str, Any]) -> StepOutcome:
+    """Enter the mortgage on the parcel's record (the certificate number names the parcel)."""
+    certificate = details.get("certificate_number")
+    lender = details.get("lender")
+    if not certificate or not lender:
+        return StepOutcome("rejected", "thiếu số Giấy chứng nhận hoặc bên nhận thế chấp", {})
+    return StepOutcome(
+        "done", "đã đăng ký thế chấp", {"certificate_number": certificate, "mortgagee": lender}
     )

@@ -1,0 +1,303 @@
+"""A year of the seed city's dossiers, as a recording the replayer can play.
+
+The seed (Tân An city's report on its one-stop desk) gives one year's figures: 23,602 dossiers
+received at city level, 19,482 of them settled on time, and 73,334 at ward level, none late.
+This generator writes the stream such a year makes at the system's boundary: the citizens'
+filings and payments at the desk, and the agencies' answers, at the times they happened. The
+replayed desk does everything else (routing, deadlines, apologies, letters), so what the
+system reports can be checked against what was generated.
+
+How the figures become dossiers (assumptions, since the seed gives totals only):
+
+* Arrivals fall on working days only (the calendar's holidays and weekends skipped), at one of
+  the eight office hours of the day, spread evenly through the year.
+* City level: 60% land (``LAND-TRANSFER`` two thirds, ``LAND-MORTGAGE`` one third), 40%
+  household businesses (done at the desk). Ward level: 80% certified copies, 20% births.
+* The late city dossiers are land dossiers (the seed: land dossiers "pass through many
+  agencies, so the time limit is not met"). In a late one, one agency step overruns by 1.5 to
+  2 working days (1 to 1.5 for a mortgage) while the others use their budget but an hour; in
+  an on-time one every agency answers within its budget. So each late dossier is late for
+  exactly one agency, which signs exactly one apology.
+* Counts are exact at any scale: ``round(figure * scale)`` of each.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from contracts import topics
+from contracts.agencies import ONE_STOP, source_uri
+from contracts.envelope import CloudEvent
+from contracts.events import (
+    Applicant,
+    DossierEvent,
+    DossierReceived,
+    FeeLine,
+    PaymentReceived,
+    ReceivedDocument,
+    StepCompleted,
+)
+from services.intake.app import load_catalog
+from services.intake.domain.catalog import Catalog, Procedure
+from services.replay.recording import RecordedRecord
+from services.runtime.working_days import WorkingDayCalendar
+
+CITY_RECEIVED = 23_602
+CITY_ON_TIME = 19_482
+WARD_RECEIVED = 73_334
+WARD_ON_TIME = 73_334
+
+CITY_MIX = (("LAND-TRANSFER", 0.4), ("LAND-MORTGAGE", 0.2), ("HOUSEHOLD-BUSINESS", 0.4))
+WARD_MIX = (("CERTIFIED-COPY", 0.8), ("BIRTH-REGISTRATION", 0.2))
+LATE_STEP_WEIGHTS = {"appraise": 0.45, "assess": 0.2, "issue_certificate": 0.35}
+"""Which step of a late land transfer overran (a late mortgage can only be late at its one step)."""
+
+SLOTS = (time(7, 30), time(8, 30), time(9, 30), time(10, 30), time(13), time(14), time(15), time(16))
+"""Arrival times: the start of each office hour (default office hours 07:30-11:30, 13:00-17:00)."""
+
+_IDS = uuid.UUID("6f1d3a52-1c1e-4c52-9d55-0d7a3f0c2b10")
+
+
+@dataclass(frozen=True)
+class GeneratedDossier:
+    """One dossier as generated: where it belongs in the report and what should happen to it."""
+
+    dossier_id: str
+    procedure_code: str
+    level: str
+    field: str
+    received_at: datetime
+    late_agency: str | None
+    """The agency whose step overruns, or None for a dossier settled on time."""
+
+
+@dataclass
+class GeneratedYear:
+    """The dossiers of the year and the records of the stream."""
+
+    year: int
+    scale: float
+    dossiers: list[GeneratedDossier] = field(default_factory=list)
+    records: list[RecordedRecord] = field(default_factory=list)
+
+    @property
+    def first_moment(self) -> datetime:
+        """When the first dossier arrives (replay clocks start before it)."""
+        return min(d.received_at for d in self.dossiers)
+
+
+def scaled(figure: int, scale: float) -> int:
+    """A seed figure at ``scale`` (exact rounding, so the report can be compared)."""
+    return round(figure * scale)
+
+
+def generate(
+    *, scale: float = 1.0, year: int = 2026, seed: int = 20260101, catalog: Catalog | None = None
+) -> GeneratedYear:
+    """The year's stream at ``scale`` (1.0 = the seed's figures)."""
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale must be in (0, 1], not {scale}")
+    catalog = catalog or load_catalog()
+    calendar = WorkingDayCalendar()
+    rng = random.Random(seed)
+    plan = _plan(scale, rng)
+    days = [d for d in _dates(year) if calendar.is_working_day(d)]
+    generated = GeneratedYear(year=year, scale=scale)
+    tz = calendar.tz
+    for n, (code, late_step) in enumerate(plan):
+        # Evenly through the year's working days, the office hour drawn at random.
+        day = days[n * len(days) // len(plan)]
+        received = datetime.combine(day, rng.choice(SLOTS), tzinfo=tz)
+        procedure = catalog.get(code)
+        assert procedure is not None, f"the catalog has no {code}"
+        dossier_id = f"HS-{received:%y%m%d}-Y{n:09d}"
+        late_agency = _route(procedure, late_step)
+        generated.dossiers.append(
+            GeneratedDossier(dossier_id, code, procedure.level, procedure.field, received, late_agency)
+        )
+        generated.records.extend(_stream(procedure, dossier_id, n, received, late_step, rng, calendar))
+    generated.records.sort(key=lambda r: (r.timestamp_ms, r.topic, r.key or b""))
+    return generated
+
+
+def _plan(scale: float, rng: random.Random) -> list[tuple[str, str | None]]:
+    """(procedure code, late step or None) for every dossier, shuffled."""
+    city = _split(scaled(CITY_RECEIVED, scale), CITY_MIX)
+    ward = _split(scaled(WARD_RECEIVED, scale), WARD_MIX)
+    late = scaled(CITY_RECEIVED, scale) - scaled(CITY_ON_TIME, scale)
+    land = [code for code in city if code.startswith("LAND-")]
+    if late > len(land):
+        raise ValueError("more late dossiers than land dossiers at this scale")
+    late_ids = set(rng.sample(range(len(land)), late))
+    steps, weights = zip(*LATE_STEP_WEIGHTS.items(), strict=True)
+    plan: list[tuple[str, str | None]] = []
+    for i, code in enumerate(land):
+        step = None
+        if i in late_ids:
+            step = "register_mortgage" if code == "LAND-MORTGAGE" else rng.choices(steps, weights)[0]
+        plan.append((code, step))
+    plan += [(code, None) for code in city if not code.startswith("LAND-")]
+    plan += [(code, None) for code in ward]
+    rng.shuffle(plan)
+    return plan
+
+
+def _split(total: int, mix: tuple[tuple[str, float], ...]) -> list[str]:
+    """``total`` codes in the mix's proportions (largest remainder, so they add up)."""
+    exact = [(code, total * share) for code, share in mix]
+    counts = {code: int(x) for code, x in exact}
+    leftover = total - sum(counts.values())
+    for code, _ in sorted(exact, key=lambda item: item[1] - int(item[1]), reverse=True)[:leftover]:
+        counts[code] += 1
+    return [code for code, n in counts.items() for _ in range(n)]
+
+
+def _dates(year: int) -> Iterator[date]:
+    day = date(year, 1, 1)
+    while day.year == year:
+        yield day
+        day += timedelta(days=1)
+
+
+def _route(procedure: Procedure, late_step: str | None) -> str | None:
+    if late_step is None:
+        return None
+    return next(s.agency for s in procedure.steps if s.action == late_step)
+
+
+HOUR = Decimal(1) / 8
+"""One office hour in working days (8-hour days)."""
+
+
+def _stream(
+    procedure: Procedure,
+    dossier_id: str,
+    n: int,
+    received: datetime,
+    late_step: str | None,
+    rng: random.Random,
+    calendar: WorkingDayCalendar,
+) -> Iterator[RecordedRecord]:
+    """The boundary records of one dossier: its filing, the agencies' answers, the payment."""
+    applicant = Applicant(
+        full_name=f"Công dân {n}",
+        id_number=f"{79_000_000_000 + n:012d}",
+        phone=f"09{n % 100_000_000:08d}",
+        email=f"cong.dan.{n}@example.vn",
+    )
+    details = _details(procedure.code, n)
+    documents = [d.code for d in procedure.required_documents]
+    yield _record(
+        topics.INTAKE_EVENTS,
+        ONE_STOP,
+        DossierReceived(
+            dossier_id=dossier_id,
+            procedure_code=procedure.code,
+            procedure_name=procedure.name,
+            level=procedure.level,
+            applicant=applicant,
+            documents=[ReceivedDocument(code=c, name=procedure.document_name(c)) for c in documents],
+            received_at=received,
+            appointment_at=calendar.add_working_time(received, procedure.statutory_limit_days),
+            statutory_limit_days=procedure.statutory_limit_days,
+            fees=[FeeLine(name=name, amount_vnd=amount) for name, amount in procedure.fee_lines(details)],
+            return_place=procedure.return_place,
+            details=details,
+        ),
+        received,
+        f"{dossier_id}/received",
+    )
+    now = received
+    for index, step in enumerate(procedure.steps):
+        if step.agency == ONE_STOP:
+            continue  # the desk does its own steps at once
+        if step.agency == "citizen":
+            # The citizen pays within two working days of the notice; that time is not counted.
+            now = calendar.add_working_time(now, HOUR * rng.randint(1, 16))
+            yield _record(
+                topics.INTAKE_EVENTS,
+                ONE_STOP,
+                PaymentReceived(dossier_id=dossier_id, received_at=now),
+                now,
+                f"{dossier_id}/paid",
+            )
+            continue
+        budget_hours = int(step.budget_days / HOUR)
+        if late_step is None:
+            hours = rng.randint(1, budget_hours - 1)
+        elif step.action == late_step:
+            overrun = (8, 12) if procedure.code == "LAND-MORTGAGE" else (12, 16)
+            hours = budget_hours + rng.choice(overrun)
+        else:
+            hours = budget_hours - 1
+        sent, now = now, calendar.add_working_time(now, HOUR * hours)
+        yield _record(
+            topics.agency_events(step.agency),
+            step.agency,
+            StepCompleted(
+                dossier_id=dossier_id,
+                step_index=index,
+                agency=step.agency,
+                action=step.action,
+                outcome="done",
+                received_at=sent,
+                completed_at=now,
+                note="",
+                result=_result(step.action, n),
+                handoff_row=index,  # no supplement in the year: one slip row per route step
+            ),
+            now,
+            f"{dossier_id}/{step.action}",
+        )
+
+
+def _details(code: str, n: int) -> dict[str, Any]:
+    if code == "LAND-TRANSFER":
+        return {
+            "certificate_number": f"CS {n % 1_000_000:06d}",
+            "parcel": {
+                "ward": "phuong-3",
+                "map_sheet": 1 + n % 40,
+                "parcel_number": 1 + n,
+                "area_m2": 100.0,
+                "land_use_code": "ODT",
+            },
+            "transferee": {"full_name": f"Người nhận {n}", "id_number": f"{80_000_000_000 + n:012d}"},
+            "transfer_price_vnd": 1_500_000_000,
+        }
+    if code == "LAND-MORTGAGE":
+        return {"certificate_number": f"CT {n % 1_000_000:06d}", "lender": "Ngân hàng Nông nghiệp"}
+    if code == "HOUSEHOLD-BUSINESS":
+        return {"business_name": f"Hộ kinh doanh số {n}", "address": "Phường 1, thành phố Tân An"}
+    if code == "CERTIFIED-COPY":
+        return {"document_title": "Bằng tốt nghiệp", "pages": 1 + n % 4}
+    return {"child_name": f"Trẻ {n}", "birth_date": "2026-01-01"}
+
+
+def _result(action: str, n: int) -> dict[str, Any]:
+    if action == "appraise":
+        return {"parcel_ref": f"phuong-3/thửa {1 + n}", "table_value_vnd": 1_200_000_000}
+    if action == "assess":
+        return {"total_vnd": 37_500_000}
+    if action == "issue_certificate":
+        return {"certificate_serial": f"TA {n:06d}"}
+    return {"mortgagee": "Ngân hàng Nông nghiệp"}
+
+
+def _record(topic: str, agency: str, data: DossierEvent, at: datetime, name: str) -> RecordedRecord:
+    event = CloudEvent.wrap(data, source=source_uri(agency), time=at, event_id=str(uuid.uuid5(_IDS, name)))
+    return RecordedRecord(
+        topic=topic,
+        partition=0,
+        offset=0,
+        timestamp_ms=int(at.timestamp() * 1000),
+        key=event.key,
+        headers=tuple((k, v) for k, v in event.headers()),
+        value=event.value(),
+    )
