@@ -23,7 +23,7 @@ import httpx
 
 from infra.kafka import free_port
 from infra.stack import Stack
-from services.replay.replay import Target
+from services.replay.replay import Target, wait_until_idle
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 START = "2026-03-09T08:00:00+07:00"
@@ -96,21 +96,14 @@ async def set_time(system: Stack, moment: datetime) -> None:
 
 
 async def settled(system: Stack, *, timeout: float = 60) -> None:
-    """Wait until every service of ``system`` has no backlog (GET /backlog all zero)."""
+    """Wait until every running service of ``system`` has no backlog (GET /backlog all zero)."""
+    running = {
+        name: s.url
+        for name, s in system.services.items()
+        if s.process is not None and s.process.poll() is None
+    }
     async with httpx.AsyncClient(timeout=10) as client:
-        for _ in range(int(timeout / 0.1)):
-            counts = [await backlog(client, s.url) for s in system.services.values()]
-            if all(not any(c.values()) for c in counts):
-                return
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"system did not settle: {counts}")
-
-
-async def backlog(client: httpx.AsyncClient, url: str) -> dict[str, int]:
-    """A service's GET /backlog, failing with the body if it is not 200."""
-    response = await client.get(f"{url}/backlog")
-    assert response.status_code == 200, f"{url}/backlog: {response.status_code} {response.text}"
-    return dict(response.json())
+        await wait_until_idle(client, running, timeout=timeout)
 
 
 # Columns that differ between two runs of the same events by construction: ids and wall times

@@ -209,6 +209,36 @@ def moments(
     return grouped
 
 
+async def wait_until_idle(client: httpx.AsyncClient, services: dict[str, str], *, timeout: float) -> None:
+    """Poll every service's ``GET /backlog`` until all counts are 0 twice in a row.
+
+    Twice: a service can pass work on between two polls (intake publishes, notification has
+    not fetched yet); two quiet rounds in a row mean nothing was in flight between them.
+    """
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    pause = 0.005
+    while quiet < 2:
+        counts = await asyncio.gather(*(_backlog(client, url) for url in services.values()))
+        if all(not any(c.values()) for c in counts):
+            quiet += 1
+            continue
+        quiet = 0
+        if time.monotonic() > deadline:
+            raise ReplayError(
+                f"the system did not settle in {timeout:.0f}s: {dict(zip(services, counts, strict=True))}"
+            )
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.02)
+
+
+async def _backlog(client: httpx.AsyncClient, url: str) -> dict[str, int]:
+    response = await client.get(f"{url}/backlog")
+    if response.status_code != 200:
+        raise ReplayError(f"{url}/backlog answered {response.status_code}: {response.text[:200]}")
+    return dict(response.json())
+
+
 @dataclass(frozen=True)
 class Target:
     """The fresh system: its broker, topic prefix, and the services under replay by base URL."""
@@ -222,8 +252,7 @@ class Replayer:
     """Performs a plan against a target system."""
 
     def __init__(self, target: Target, *, concurrency: int = 32, settle_timeout: float = 120) -> None:
-        if "intake" in target.services:
-            self.intake = target.services["intake"]
+        self.intake = target.services.get("intake", "")  # needed only for desk actions
         self.target = target
         self.concurrency = asyncio.Semaphore(concurrency)
         self.settle_timeout = settle_timeout
@@ -279,31 +308,7 @@ class Replayer:
 
     async def settle(self) -> None:
         """Wait until every replayed service reports no backlog, twice in a row."""
-        deadline = time.monotonic() + self.settle_timeout
-        quiet = 0
-        pause = 0.005
-        last: dict[str, dict[str, int]] = {}
-        while quiet < 2:
-            last = dict(
-                zip(
-                    self.target.services,
-                    await asyncio.gather(*map(self._backlog, self.target.services.values())),
-                    strict=True,
-                )
-            )
-            if all(not any(counts.values()) for counts in last.values()):
-                quiet += 1
-                continue
-            quiet = 0
-            if time.monotonic() > deadline:
-                raise ReplayError(f"the system did not settle in {self.settle_timeout:.0f}s: {last}")
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.02)
-
-    async def _backlog(self, url: str) -> dict[str, int]:
-        response = await self._http.get(f"{url}/backlog")
-        response.raise_for_status()
-        return dict(response.json())
+        await wait_until_idle(self._http, self.target.services, timeout=self.settle_timeout)
 
     async def _perform(self, item: Input) -> None:
         async with self.concurrency:

@@ -54,15 +54,15 @@ async def run_scenario(origin: Stack) -> dict[str, str]:
         origin.stop_service("tax")
         late = (await intake.post("/dossiers", json=land_transfer(7003))).json()["id"]
         supplemented = (await intake.post("/dossiers", json=land_transfer(7004))).json()["id"]
-        await settled_without(origin, "tax")
+        await settled(origin)  # tax is down: only the running services
         response = await intake.post(
             f"/dossiers/{supplemented}/supplement-requests",
             json={"missing_documents": ["Bản vẽ sơ đồ thửa đất"], "reason": "thiếu bản vẽ"},
         )
         assert response.status_code == 200, response.text
-        await settled_without(origin, "tax")
+        await settled(origin)  # tax is down: only the running services
         await set_time(origin, T0 + timedelta(days=2, hours=1))  # Wednesday 09:00
-        await settled_without(origin, "tax")
+        await settled(origin)  # tax is down: only the running services
         origin.start_service("tax")
         origin.wait_healthy("tax")
         await wait_for_status(intake, late, "awaiting_payment")
@@ -78,12 +78,6 @@ async def run_scenario(origin: Stack) -> dict[str, str]:
         await wait_for_status(intake, supplemented, "returned")
     await settled(origin)
     return {"normal": normal, "copy": copy, "late": late, "supplemented": supplemented}
-
-
-async def settled_without(system: Stack, down: str) -> None:
-    """Wait for the running services to go idle while ``down`` is stopped."""
-    alive = {n: s for n, s in system.services.items() if n != down}
-    await settled(Stack(run_dir=system.run_dir, services=alive))
 
 
 async def state_of(system: Stack) -> dict[str, Any]:

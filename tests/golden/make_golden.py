@@ -85,12 +85,6 @@ async def post_ok(intake: httpx.AsyncClient, path: str, body: dict[str, Any] | N
     assert response.status_code == 200, f"POST {path}: {response.status_code} {response.text}"
 
 
-async def settled_without(system: Stack, down: str) -> None:
-    """Wait for the running services to go idle while ``down`` is stopped."""
-    alive = {n: s for n, s in system.services.items() if n != down}
-    await settled(Stack(run_dir=system.run_dir, services=alive))
-
-
 # --- the scenarios ---------------------------------------------------------------------------
 
 
@@ -112,9 +106,9 @@ async def late_apology_scenario(origin: Stack) -> None:
     origin.stop_service("tax")
     async with intake_client(origin) as intake:
         await file_dossier(intake, LATE_ID, land_transfer(9102))
-        await settled_without(origin, "tax")
+        await settled(origin)  # tax is down: only the running services
         await set_time(origin, T0 + timedelta(days=2, hours=1))  # Wednesday 09:00
-        await settled_without(origin, "tax")
+        await settled(origin)  # tax is down: only the running services
         origin.start_service("tax")
         origin.wait_healthy("tax")
         await wait_for_status(intake, LATE_ID, "awaiting_payment")
@@ -131,15 +125,15 @@ async def supplement_pause_scenario(origin: Stack) -> None:
     origin.stop_service("tax")
     async with intake_client(origin) as intake:
         await file_dossier(intake, SUPPLEMENT_ID, land_transfer(9103))
-        await settled_without(origin, "tax")
+        await settled(origin)  # tax is down: only the running services
         await post_ok(
             intake,
             f"/dossiers/{SUPPLEMENT_ID}/supplement-requests",
             {"missing_documents": ["Bản vẽ sơ đồ thửa đất"], "reason": "thiếu bản vẽ sơ đồ thửa đất"},
         )
-        await settled_without(origin, "tax")
+        await settled(origin)  # tax is down: only the running services
         await set_time(origin, T0 + timedelta(days=1))  # Tuesday 08:00
-        await settled_without(origin, "tax")
+        await settled(origin)  # tax is down: only the running services
         origin.start_service("tax")
         origin.wait_healthy("tax")
         # Tax answers the withdrawn handoff first (the desk ignores that answer), then the new one.
