@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 import uvicorn
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from fastapi import FastAPI, Request
@@ -104,6 +104,9 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._offsets: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._coordinators: dict[str, int] = {}
         self._relay: OutboxRelay | None = None
         self._dead_letters: DeadLetters | None = None
         self._outbox_channel = f"outbox_{self.name}"
@@ -215,18 +218,39 @@ class ServiceRuntime:
         A subscriber without partitions yet (starting, rebalancing) counts 1: it is not idle.
         """
 
-        async def behind(kafka: Any) -> int:
+        async def behind(group: str, kafka: Any) -> int:
             assigned = list(kafka.assignment()) if kafka is not None else []
             if not assigned:
                 return 1
-            # Concurrently: one round trip per partition, and a replay asks between every step.
-            ends, *committed = await asyncio.gather(
-                kafka.end_offsets(assigned), *(kafka.committed(p) for p in assigned)
+            ends, committed = await asyncio.gather(
+                self._offsets_reader().end_offsets(assigned), self._committed(group, assigned)
             )
-            return sum(max(ends[p] - (c or 0), 0) for p, c in zip(assigned, committed, strict=True))
+            return sum(max(ends[p] - committed.get(p, 0), 0) for p in assigned)
 
-        counts = await asyncio.gather(*(behind(s.consumer) for _, s in self._subscribers))
+        counts = await asyncio.gather(
+            *(behind(self.kafka_name(group), s.consumer) for group, s in self._subscribers)
+        )
         return sum(counts)
+
+    def _offsets_reader(self) -> AIOKafkaConsumer:
+        if self._offsets is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._offsets
+
+    async def _committed(self, group: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """The group's committed offsets: one OffsetFetch to its (remembered) coordinator."""
+        if self._admin is None:
+            raise RuntimeError(f"{self.name} is not started")
+        if group not in self._coordinators:
+            self._coordinators[group] = await self._admin.find_coordinator(group)
+        try:
+            offsets = await self._admin.list_consumer_group_offsets(
+                group, self._coordinators[group], partitions
+            )
+        except Exception:
+            self._coordinators.pop(group, None)  # the coordinator may have moved: find it again
+            raise
+        return {p: max(o.offset, 0) for p, o in offsets.items()}
 
     def run_in_background(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``loop()`` as a task from start to stop (a deadline watcher, a delivery worker).
@@ -263,6 +287,19 @@ class ServiceRuntime:
             linger_ms=2,
         )
         await self._producer.start()
+        # End offsets for GET /backlog, on a connection of their own: asked on the subscribers'
+        # consumers, the ListOffsets request queues behind their fetch long-poll (up to
+        # fetch_max_wait_ms, 500 ms) and a replay waiting for /backlog crawls.
+        self._offsets = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            client_id=f"{self.name}-backlog",
+            enable_auto_commit=False,
+        )
+        await self._offsets.start()
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers, client_id=f"{self.name}-backlog"
+        )
+        await self._admin.start()
         self._dead_letters = DeadLetters(
             producer=self._producer, topic=self.kafka_name(topics.dead_letters(self.name)), clock=self.clock
         )
@@ -293,6 +330,10 @@ class ServiceRuntime:
             await self._relay.stop()
         if self._producer is not None:
             await self._producer.stop()
+        if self._offsets is not None:
+            await self._offsets.stop()
+        if self._admin is not None:
+            await self._admin.close()
         if self._pool is not None:
             await self._pool.close()
         await self.telemetry.flush()
