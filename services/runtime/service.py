@@ -107,6 +107,7 @@ class ServiceRuntime:
         self._offsets: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._coordinators: dict[str, int] = {}
+        self._topic_partitions: dict[str, list[TopicPartition]] = {}
         self._relay: OutboxRelay | None = None
         self._dead_letters: DeadLetters | None = None
         self._outbox_channel = f"outbox_{self.name}"
@@ -215,22 +216,33 @@ class ServiceRuntime:
     async def _unconsumed(self) -> int:
         """Records on our topics past our groups' committed offsets, asked of the broker now.
 
-        A subscriber without partitions yet (starting, rebalancing) counts 1: it is not idle.
+        Every partition of the topic counts, assigned to a consumer yet or not: a group that
+        has not joined is behind by all that was written (it reads from the earliest).
         """
 
-        async def behind(group: str, kafka: Any) -> int:
-            assigned = list(kafka.assignment()) if kafka is not None else []
-            if not assigned:
-                return 1
+        async def behind(topic: str, group: str) -> int:
+            partitions = await self._partitions(topic)
             ends, committed = await asyncio.gather(
-                self._offsets_reader().end_offsets(assigned), self._committed(group, assigned)
+                self._offsets_reader().end_offsets(partitions), self._committed(group, partitions)
             )
-            return sum(max(ends[p] - committed.get(p, 0), 0) for p in assigned)
+            return sum(max(ends[p] - committed.get(p, 0), 0) for p in partitions)
 
         counts = await asyncio.gather(
-            *(behind(self.kafka_name(group), s.consumer) for group, s in self._subscribers)
+            *(behind(self.kafka_name(s.topic), self.kafka_name(s.consumer)) for s in self.subscriptions)
         )
         return sum(counts)
+
+    async def _partitions(self, topic: str) -> list[TopicPartition]:
+        """The topic's partitions, asked once (the service created the topic at start)."""
+        if topic not in self._topic_partitions:
+            if self._admin is None:
+                raise RuntimeError(f"{self.name} is not started")
+            (described,) = await self._admin.describe_topics([topic])
+            found = sorted(p["partition"] for p in described["partitions"])
+            if not found:
+                raise RuntimeError(f"{topic}: the broker lists no partitions ({described})")
+            self._topic_partitions[topic] = [TopicPartition(topic, p) for p in found]
+        return self._topic_partitions[topic]
 
     def _offsets_reader(self) -> AIOKafkaConsumer:
         if self._offsets is None:
