@@ -1,8 +1,14 @@
 """The year's report in the seed's terms, from what the system recorded, beside what was generated.
 
-Read from the operator console's read model (``console.dossiers``: level, procedure, on time)
-and the notification service's letters (``notification.notices`` of kind ``apology``): the
-figures an operator and a citizen would see, not the generator's own bookkeeping.
+Read from the operator console's read model (``console.dossiers``: level, procedure, on time;
+``console.slip_rows``: each agency's steps, due and done) and the notification service's letters
+(``notification.notices`` of kind ``apology``): the figures an operator and a citizen would see,
+not the generator's own bookkeeping.
+
+Rows by level and field count dossiers against the date on their receipt. Rows by agency count
+the dossiers that passed through the agency (the desk included): settled there when all its
+steps are done, late there when one of its steps was answered after its due time, and the
+apology letters the agency signed.
 """
 
 from __future__ import annotations
@@ -65,8 +71,9 @@ def expected(year: GeneratedYear) -> YearReport:
             report.fields.setdefault((dossier.level, dossier.field), Line()),
         ):
             _count(line, settled=True, on_time=not late, apologies=int(late))
-        if dossier.late_agency is not None:
-            _count(report.agencies.setdefault(dossier.late_agency, Line()), True, False, 1)
+        for agency in dossier.agencies:
+            at_fault = agency == dossier.late_agency
+            _count(report.agencies.setdefault(agency, Line()), True, not at_fault, int(at_fault))
     return report
 
 
@@ -86,6 +93,11 @@ async def measured(database_url: str, catalog: Catalog) -> YearReport:
             r["dossier_id"]: r["issued_by_agency"]
             for r in await conn.fetch("SELECT dossier_id, issued_by_agency FROM console.apologies")
         }
+        passages = await conn.fetch(
+            "SELECT dossier_id, to_agency AS agency,"
+            " bool_and(completed_at IS NOT NULL) AS settled, bool_or(late_by_days > 0) AS late"
+            " FROM console.slip_rows WHERE to_agency <> 'citizen' GROUP BY dossier_id, to_agency"
+        )
     finally:
         await conn.close()
     report = YearReport()
@@ -98,9 +110,10 @@ async def measured(database_url: str, catalog: Catalog) -> YearReport:
             report.fields.setdefault((row["level"], field_name), Line()),
         ):
             _count(line, row["settled"], on_time, letters[row["id"]])
-        agency = signed.get(row["id"])
-        if agency is not None and not on_time:
-            _count(report.agencies.setdefault(agency, Line()), row["settled"], False, letters[row["id"]])
+    for row in passages:
+        dossier, agency = row["dossier_id"], row["agency"]
+        apologies = letters[dossier] if signed.get(dossier) == agency else 0
+        _count(report.agencies.setdefault(agency, Line()), row["settled"], not row["late"], apologies)
     return report
 
 
@@ -115,18 +128,20 @@ def _count(line: Line, settled: bool, on_time: bool, apologies: int) -> None:
 def render(system: YearReport, generated: YearReport) -> str:
     """The table: the system's figures, and whether each row matches the generated one."""
     want = generated.figures()
+    rows = system.rows()
+    width = max([44, *(len(label) for label, _ in rows), *(len(label) + 2 for label in want)])
     header = (
-        f"{'':44} {'received':>9} {'settled':>9} {'on time':>9} {'late':>7} {'apologies':>9}"
+        f"{'':{width}} {'received':>9} {'settled':>9} {'on time':>9} {'late':>7} {'apologies':>9}"
         f" {'on time %':>9}  matches generated"
     )
     lines = [header, "-" * len(header)]
-    for label, line in system.rows():
+    for label, line in rows:
         wanted = want.get(label.strip())
         ok = wanted == (line.received, line.settled, line.on_time, line.late, line.apologies)
         lines.append(
-            f"{label:44} {line.received:>9,} {line.settled:>9,} {line.on_time:>9,} {line.late:>7,}"
+            f"{label:{width}} {line.received:>9,} {line.settled:>9,} {line.on_time:>9,} {line.late:>7,}"
             f" {line.apologies:>9,} {line.share_on_time:>9}  {'yes' if ok else f'NO, generated {wanted}'}"
         )
     missing = sorted(set(want) - set(system.figures()))
-    lines += [f"{label:44} missing from the system, generated {want[label]}" for label in missing]
+    lines += [f"{label:{width}} missing from the system, generated {want[label]}" for label in missing]
     return "\n".join(lines)

@@ -75,6 +75,8 @@ class GeneratedDossier:
     received_at: datetime
     late_agency: str | None
     """The agency whose step overruns, or None for a dossier settled on time."""
+    agencies: tuple[str, ...] = ()
+    """The agencies on its route (the desk included, the citizen's own steps not)."""
 
 
 @dataclass
@@ -119,7 +121,15 @@ def generate(
         dossier_id = f"HS-{received:%y%m%d}-Y{n:09d}"
         late_agency = _route(procedure, late_step)
         generated.dossiers.append(
-            GeneratedDossier(dossier_id, code, procedure.level, procedure.field, received, late_agency)
+            GeneratedDossier(
+                dossier_id,
+                code,
+                procedure.level,
+                procedure.field,
+                received,
+                late_agency,
+                tuple(dict.fromkeys(s.agency for s in procedure.steps if s.agency != "citizen")),
+            )
         )
         generated.records.extend(_stream(procedure, dossier_id, n, received, late_step, rng, calendar))
     generated.records.sort(key=lambda r: (r.timestamp_ms, r.topic, r.key or b""))
