@@ -65,7 +65,7 @@ async def test_tiny_bench_reports_every_figure(services: Stack) -> None:
         assert isinstance(results[key], float | int), key
         assert results[key] > 0, key
     assert "replay_events_per_s" in results
-    assert results["replay_events_per_s"] is None  # replay is not built (issue 7): no made-up figure
+    assert results["replay_events_per_s"] is None  # not in make bench yet (issue 8): no made-up figure
     assert results["saturation"]["dossiers"] == 4
     assert results["saturation"]["records_handled"] > 0
     assert set(results["service_rss_mb"]) == set(services.services)
