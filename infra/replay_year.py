@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from infra.kafka import free_port
-from infra.stack import REPO, Stack
+from infra.stack import REPO, Stack, interrupt_on_signals
 from services.intake.app import load_catalog
 from services.replay.recording import RecordingHeader, write_recording
 from services.replay.replay import Target, replay
@@ -92,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.run_dir.exists():
         shutil.rmtree(args.run_dir)  # a fresh system every time: a replay into old state proves little
-    return asyncio.run(run(args.scale, args.run_dir, progress=not args.no_progress))
+    interrupt_on_signals()  # Ctrl-C or SIGTERM stops the replay, then Kafka, Postgres and the services
+    try:
+        return asyncio.run(run(args.scale, args.run_dir, progress=not args.no_progress))
+    except KeyboardInterrupt:
+        _say("interrupted; the stack was stopped")
+        return 130
 
 
 if __name__ == "__main__":

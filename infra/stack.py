@@ -247,6 +247,23 @@ def _say(message: str) -> None:
     print(f"[stack] {message}", file=sys.stderr, flush=True)
 
 
+def interrupt_on_signals() -> None:
+    """Make Ctrl-C and SIGTERM interrupt the run (KeyboardInterrupt), so ``finally: stack.stop()`` runs.
+
+    Also when the process was started with SIGINT ignored (``cmd &`` in a script, or ``nohup``):
+    without this, a backgrounded long run could only be killed, leaving Kafka, Postgres and the
+    services running.
+    """
+
+    def interrupt(*_: object) -> None:
+        # As if Ctrl-C: inside asyncio.run its handler cancels the main task, so every
+        # ``finally`` runs, instead of an exception raised in the middle of the event loop.
+        signal.raise_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m infra.stack run``: start everything and wait for Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m infra.stack", description=__doc__)

@@ -11,7 +11,6 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import sys
 import tempfile
 import traceback
@@ -30,7 +29,7 @@ from infra.bench.common import cpu_seconds, memory_mb, say
 from infra.bench.load import LoadDriver, Phase
 from infra.bench.report import TARGETS, machine, table
 from infra.kafka import KAFKA_VERSION, free_port
-from infra.stack import REPO, SERVICES, Stack
+from infra.stack import REPO, SERVICES, Stack, interrupt_on_signals
 
 RESULTS_PATH = REPO / "bench-results.json"
 REPLAY_NOTE = "replay speed: not measured by make bench yet; make replay-year prints it (issue 8)"
@@ -266,10 +265,6 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
     }
 
 
-def _interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m infra.bench [--quick]``: start the stack, measure, print, write JSON, stop."""
     parser = argparse.ArgumentParser(prog="python -m infra.bench", description=__doc__)
@@ -304,8 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     # aiokafka warns once per partition when it writes to a topic created a moment ago (it retries).
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     # Ctrl-C and SIGTERM stop the run and then the stack (also when started with SIGINT ignored).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_signals()
     machine_info = machine()
     say(f"machine: {machine_info['cores']} cores, load average {machine_info['load_avg_at_start']}")
     # A short path under /tmp: Postgres' Unix socket lives in its data dir (108-byte limit).
