@@ -7,7 +7,6 @@ server, free ports and a mailbox, and runs on virtual time.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import uuid
@@ -16,73 +15,32 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 
-from infra.kafka import free_port
+from infra.fresh import fresh_system as infra_fresh_system
 from infra.stack import Stack
-from services.replay.replay import Target, wait_until_idle
+from services.replay.replay import wait_until_idle
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 START = "2026-03-09T08:00:00+07:00"
 """Monday morning, no holiday near: the clock every fresh system starts at."""
 
 
-async def create_database(server_url: str, name: str) -> str:
-    """A new, empty database on the server of ``server_url``; its URL."""
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    parts = urlsplit(server_url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
 @asynccontextmanager
 async def fresh_system(
     stack: Stack, services: Sequence[str], *, start: str = START, name: str | None = None
 ) -> AsyncIterator[Stack]:
-    """Start ``services`` as a new, empty system beside the session's; stop them afterwards."""
+    """``infra.fresh.fresh_system`` for a test; its service logs are kept as test artifacts."""
     name = name or f"sys{uuid.uuid4().hex[:8]}"
-    system = Stack(
-        run_dir=stack.run_dir / name,
-        ports={service: free_port() for service in services},
-        extra_env={
-            "LOG_LEVEL": "INFO",
-            "CLOCK": "virtual",
-            "VIRTUAL_CLOCK_START": start,
-            "KAFKA_TOPIC_PREFIX": f"{name}.",
-        },
-        bootstrap_servers=stack.bootstrap_servers,
-        database_url=await create_database(stack.database_url, name),
-    )
     try:
-        system.start_mailbox()
-        for service in services:
-            system.start_service(service)
-        await asyncio.gather(*(asyncio.to_thread(system.wait_healthy, s) for s in services))
-        yield system
+        async with infra_fresh_system(stack, services, start=start, name=name) as system:
+            yield system
     finally:
-        await asyncio.to_thread(system.stop)
-        if (system.run_dir / "logs").exists():
-            shutil.copytree(system.run_dir / "logs", ARTIFACTS / "service-logs" / name, dirs_exist_ok=True)
-
-
-def prefix_of(system: Stack) -> str:
-    """The system's topic prefix."""
-    return system.extra_env["KAFKA_TOPIC_PREFIX"]
-
-
-def target_of(system: Stack) -> Target:
-    """The system as a replay target: every service it runs is under replay."""
-    return Target(
-        bootstrap_servers=system.bootstrap_servers,
-        services={name: service.url for name, service in system.services.items()},
-        topic_prefix=prefix_of(system),
-    )
+        logs = stack.run_dir / name / "logs"
+        if logs.exists():
+            shutil.copytree(logs, ARTIFACTS / "service-logs" / name, dirs_exist_ok=True)
 
 
 async def set_time(system: Stack, moment: datetime) -> None:

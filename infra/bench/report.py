@@ -117,7 +117,12 @@ def table(results: dict[str, Any]) -> str:
             f"{_num(sat['handoff_ms']['p99'], 1)} ms",
             f"{sat['records_handled']} hops",
         ),
-        ("replay", "null", results["replay_note"]),
+        (
+            "replay speed",
+            _num(results["replay_events_per_s"], 1, " events/s"),
+            f"{results['replay']['events']} events, {results['replay']['moments']} moments,"
+            f" {results['replay']['working_days']} working day(s) of the generated year",
+        ),
         ("", "", ""),
     ]
     for name, memory in results["service_rss_mb"].items():
@@ -133,6 +138,7 @@ def table(results: dict[str, Any]) -> str:
         ("ratio ours / bare relay", _ratio(ratios["ours_vs_bare_relay"]), "hops/s ÷ relay msgs/s"),
         ("ratio ours / Kafka producer", _ratio(ratios["ours_vs_kafka_producer"]), "hops/s ÷ producer msgs/s"),
         ("ratio ours / Kafka consumer", _ratio(ratios["ours_vs_kafka_consumer"]), "hops/s ÷ consumer msgs/s"),
+        ("ratio replay / bare relay", _ratio(ratios["replay_vs_bare_relay"]), "events/s ÷ relay msgs/s"),
         (
             "target: dossiers/s",
             f"{_num(results['dossiers_per_s'], 1)} vs ≥ {TARGETS['dossiers_per_s']:.0f}",

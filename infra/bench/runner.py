@@ -23,7 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from infra.bench import bare_relay, kafka_tools
+from infra.bench import bare_relay, kafka_tools, replay_speed
 from infra.bench.bare_relay import SampleRecord
 from infra.bench.common import cpu_seconds, memory_mb, say
 from infra.bench.load import LoadDriver, Phase
@@ -32,7 +32,6 @@ from infra.kafka import KAFKA_VERSION, free_port
 from infra.stack import REPO, SERVICES, Stack, interrupt_on_signals
 
 RESULTS_PATH = REPO / "bench-results.json"
-REPLAY_NOTE = "replay speed: not measured by make bench yet; make replay-year prints it (issue 8)"
 HANDED_OVER = b"vn.gov.dossier.handed_over.v1"
 
 # Variables that would point the stack at something else than what the bench starts, or change
@@ -66,6 +65,10 @@ class BenchConfig:
     moderate_seconds: float
     moderate_rate: float | None = None
     """Offered dossiers/s for the latency phase; None: 20/s or half the saturation rate if lower."""
+    replay_days: int = 3
+    """Working days of the generated year replayed for the replay speed."""
+    replay_scale: float = 1.0
+    """Their density (1.0: the seed city's)."""
 
 
 FULL = BenchConfig(
@@ -76,6 +79,7 @@ FULL = BenchConfig(
     saturation_dossiers=1000,
     concurrency=100,
     moderate_seconds=60,
+    replay_days=3,
 )
 QUICK = BenchConfig(
     mode="quick",
@@ -85,6 +89,7 @@ QUICK = BenchConfig(
     saturation_dossiers=80,
     concurrency=40,
     moderate_seconds=10,
+    replay_days=1,
 )
 
 
@@ -213,6 +218,14 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
             f" p99 {moderate.handoff_ms['p99'] or 0:.1f} ms"
         )
 
+    replayed = await replay_speed.measure(
+        stack, scale=config.replay_scale, working_days=config.replay_days, work_dir=stack.run_dir
+    )
+    say(
+        f"replay: {replayed.events} events over {replayed.moments} moments in {replayed.wall_seconds:.1f} s,"
+        f" {replayed.events_per_s:.1f} events/s"
+    )
+
     memory = _service_memory(stack)
     peaks = [m["peak"] for m in memory.values() if m["peak"] is not None]
     machine_info = {**machine_info, "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]}
@@ -222,7 +235,10 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
         "hops = inbox rows (an event handled by one consumer); ratios compare our hops/s at saturation"
         " with the single-hop rates of the bare relay and the Kafka tools",
         "the load generator runs on the same machine and shares its cores",
-        REPLAY_NOTE,
+        f"replay = the generated year's first {replayed.working_days} working day(s) at scale"
+        f" {replayed.scale:g} ({replayed.dossiers} dossiers, {replayed.events} events, {replayed.moments}"
+        " moments of virtual time) replayed into a fresh desk, notification and console; the replayer"
+        " waits for every backlog to drain at each moment, so this is latency-bound",
     ]
     if saturation.dossiers_per_s < 100:
         notes.append(
@@ -246,8 +262,8 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
         "relay_msgs_per_s": relay.msgs_per_s,
         "kafka_producer_msgs_per_s": tools.producer_msgs_per_s,
         "kafka_consumer_msgs_per_s": tools.consumer_msgs_per_s,
-        "replay_events_per_s": None,
-        "replay_note": REPLAY_NOTE,
+        "replay_events_per_s": replayed.events_per_s,
+        "replay": dataclasses.asdict(replayed),
         "max_service_rss_mb": max(peaks) if peaks else None,
         "service_rss_mb": memory,
         "bare_relay_rss_mb": relay.peak_rss_mb,
@@ -255,6 +271,7 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
             "ours_vs_bare_relay": _ratio(saturation.hops_per_s, relay.msgs_per_s),
             "ours_vs_kafka_producer": _ratio(saturation.hops_per_s, tools.producer_msgs_per_s),
             "ours_vs_kafka_consumer": _ratio(saturation.hops_per_s, tools.consumer_msgs_per_s),
+            "replay_vs_bare_relay": _ratio(replayed.events_per_s, relay.msgs_per_s),
         },
         "targets": TARGETS,
         "kafka_tools": dataclasses.asdict(tools),

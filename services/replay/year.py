@@ -100,9 +100,19 @@ def scaled(figure: int, scale: float) -> int:
 
 
 def generate(
-    *, scale: float = 1.0, year: int = 2026, seed: int = 20260101, catalog: Catalog | None = None
+    *,
+    scale: float = 1.0,
+    year: int = 2026,
+    seed: int = 20260101,
+    catalog: Catalog | None = None,
+    working_days: int | None = None,
 ) -> GeneratedYear:
-    """The year's stream at ``scale`` (1.0 = the seed's figures)."""
+    """The year's stream at ``scale`` (1.0 = the seed's figures).
+
+    ``working_days``: only the dossiers that arrive in the year's first N working days (each
+    with all its events, however late they come): a slice at the year's real density, for a
+    benchmark. The counts of a slice are not the seed's.
+    """
     if not 0 < scale <= 1:
         raise ValueError(f"scale must be in (0, 1], not {scale}")
     catalog = catalog or load_catalog()
@@ -112,9 +122,12 @@ def generate(
     days = [d for d in _dates(year) if calendar.is_working_day(d)]
     generated = GeneratedYear(year=year, scale=scale)
     tz = calendar.tz
+    cutoff = days[working_days] if working_days is not None and working_days < len(days) else None
     for n, (code, late_step) in enumerate(plan):
         # Evenly through the year's working days, the office hour drawn at random.
         day = days[n * len(days) // len(plan)]
+        if cutoff is not None and day >= cutoff:
+            break  # arrivals come in day order
         received = datetime.combine(day, rng.choice(SLOTS), tzinfo=tz)
         procedure = catalog.get(code)
         assert procedure is not None, f"the catalog has no {code}"

@@ -25,10 +25,11 @@ import asyncpg
 import httpx
 import pytest
 
+from infra.fresh import target_of
 from infra.stack import Stack
 from services.replay.recording import read_records
 from services.replay.replay import ReplayReport, replay
-from tests.systems import fresh_system, settled, target_of
+from tests.systems import fresh_system, settled
 
 pytestmark = pytest.mark.real
 

@@ -17,20 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
+from infra.fresh import prefix_of, target_of
 from infra.stack import Stack
 from services.replay.record import record
 from services.replay.replay import replay
 from tests.dossier_samples import certified_copy, land_transfer, wait_for_status
-from tests.systems import (
-    START,
-    differences,
-    fresh_system,
-    prefix_of,
-    set_time,
-    settled,
-    table_contents,
-    target_of,
-)
+from tests.systems import START, differences, fresh_system, set_time, settled, table_contents
 
 pytestmark = pytest.mark.real
 

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from infra.fresh import target_of
 from infra.stack import Stack
 from services.intake.app import load_catalog
 from services.replay.recording import RecordingHeader, write_recording
 from services.replay.replay import replay
 from services.replay.report import expected, measured
 from services.replay.year import generate
-from tests.systems import fresh_system, target_of
+from tests.systems import fresh_system
 
 pytestmark = pytest.mark.real
 

@@ -34,11 +34,12 @@ from contracts import topics
 from contracts.agencies import ONE_STOP, source_uri
 from contracts.envelope import CloudEvent
 from contracts.events import Applicant, DossierReceivedV1
+from infra.fresh import prefix_of
 from infra.kafka import free_port
 from infra.stack import Stack
 from services.replay.record import record
 from tests.dossier_samples import LAND_DOCUMENTS, applicant, certified_copy, land_transfer, wait_for_status
-from tests.systems import START, fresh_system, prefix_of, set_time, settled
+from tests.systems import START, fresh_system, set_time, settled
 
 GOLDEN = Path(__file__).resolve().parent
 T0 = datetime.fromisoformat(START)

@@ -124,3 +124,14 @@ def test_generation_is_deterministic() -> None:
     assert [r.value for r in first.records] == [r.value for r in again.records]
     assert first.first_moment == again.first_moment
     assert isinstance(first.first_moment, datetime)
+
+
+def test_a_slice_of_working_days_keeps_the_year_density() -> None:
+    whole = generate(scale=0.01)
+    first_two = generate(scale=0.01, working_days=2)
+    days = sorted({d.received_at.date() for d in whole.dossiers})[:2]
+    assert {d.received_at.date() for d in first_two.dossiers} == set(days)
+    assert first_two.dossiers == [d for d in whole.dossiers if d.received_at.date() in days]
+    # Each sliced dossier comes with all its events, also those after the slice's last day.
+    ids = {d.dossier_id.encode() for d in first_two.dossiers}
+    assert first_two.records == [r for r in whole.records if r.key in ids]
