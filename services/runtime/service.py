@@ -28,7 +28,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from faststream import AckPolicy
-from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -172,15 +172,16 @@ class ServiceRuntime:
             auto_offset_reset="earliest",
             title=f"{consumer}:{topic}",
             parser=tolerant_parser,
-            decoder=raw_body,
+            decoder=raw_record,
         )
         self._subscribers.append((consumer, subscriber))
 
+        # The handler takes the decoded body (the record itself, see raw_record), not a
+        # ``message: KafkaMessage`` parameter: FastStream resolves that context field in a
+        # thread-pool hop per record, which cost a quarter of a bare relay's throughput.
         @subscriber
-        async def on_record(message: KafkaMessage) -> None:
-            await self.processor.process(
-                message.raw_message, consumer=consumer, accepts=accepts, handler=handler
-            )
+        async def on_record(record: Any) -> None:
+            await self.processor.process(record, consumer=consumer, accepts=accepts, handler=handler)
 
     def publishes(self, topic: str, *events: type[DossierEvent]) -> None:
         """Declare that this service writes ``events`` to ``topic``.
@@ -417,9 +418,13 @@ async def tolerant_parser(
         return message
 
 
-async def raw_body(message: StreamMessage[ConsumerRecord]) -> bytes:
-    """No JSON decoding in FastStream: malformed JSON must reach the dead-letter logic."""
-    return message.body
+async def raw_record(message: StreamMessage[ConsumerRecord]) -> ConsumerRecord:
+    """No decoding in FastStream: the handler gets the Kafka record as it came.
+
+    Malformed JSON must reach the dead-letter logic, with the topic, partition, offset, key and
+    headers it came with.
+    """
+    return message.raw_message
 
 
 async def ensure_topics(bootstrap: str, names: list[str]) -> None:
