@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -108,6 +109,8 @@ class ServiceRuntime:
         self._admin: AIOKafkaAdminClient | None = None
         self._coordinators: dict[str, int] = {}
         self._topic_partitions: dict[str, list[TopicPartition]] = {}
+        self._last_progress: dict[str, tuple[int, float]] = {}
+        """Per subscription: the committed offsets' sum when last seen to move, and when."""
         self._relay: OutboxRelay | None = None
         self._dead_letters: DeadLetters | None = None
         self._outbox_channel = f"outbox_{self.name}"
@@ -215,23 +218,45 @@ class ServiceRuntime:
         return counts
 
     async def _unconsumed(self) -> int:
-        """Records on our topics past our groups' committed offsets, asked of the broker now.
+        """Records on our topics past our groups' committed offsets, asked of the broker now."""
+        return sum(behind for behind, _ in (await self._group_offsets()).values())
 
-        Every partition of the topic counts, assigned to a consumer yet or not: a group that
-        has not joined is behind by all that was written (it reads from the earliest).
+    async def _group_offsets(self) -> dict[str, tuple[int, int]]:
+        """Per subscription (``<group> on <topic>``): records waiting, and committed offsets' sum.
+
+        Waiting = past the group's committed offsets. Every partition of the topic counts,
+        assigned to a consumer yet or not: a group that has not joined is behind by all that
+        was written (it reads from the earliest).
         """
 
-        async def behind(topic: str, group: str) -> int:
+        async def offsets(topic: str, group: str) -> tuple[int, int]:
             partitions = await self._partitions(topic)
             ends, committed = await asyncio.gather(
                 self._offsets_reader().end_offsets(partitions), self._committed(group, partitions)
             )
-            return sum(max(ends[p] - committed.get(p, 0), 0) for p in partitions)
+            behind = sum(max(ends[p] - committed.get(p, 0), 0) for p in partitions)
+            return behind, sum(committed.values())
 
-        counts = await asyncio.gather(
-            *(behind(self.kafka_name(s.topic), self.kafka_name(s.consumer)) for s in self.subscriptions)
+        found = await asyncio.gather(
+            *(offsets(self.kafka_name(s.topic), self.kafka_name(s.consumer)) for s in self.subscriptions)
         )
-        return sum(counts)
+        return {f"{s.consumer} on {s.topic}": f for s, f in zip(self.subscriptions, found, strict=True)}
+
+    async def stalled_consumers(self) -> list[str]:
+        """Subscriptions with records waiting whose group committed nothing for ``consumer_stall_seconds``.
+
+        Measured between calls (``/health`` makes them): the first look only takes a reading.
+        A group that is caught up, or whose committed offsets moved since the last look, is fine.
+        """
+        now = time.monotonic()
+        stalled = []
+        for group, (behind, committed) in (await self._group_offsets()).items():
+            last = self._last_progress.get(group)
+            if behind == 0 or last is None or last[0] != committed:
+                self._last_progress[group] = (committed, now)
+            elif now - last[1] >= self.settings.consumer_stall_seconds:
+                stalled.append(group)
+        return stalled
 
     async def _partitions(self, topic: str) -> list[TopicPartition]:
         """The topic's partitions, asked once (the service created the topic at start)."""
@@ -353,7 +378,7 @@ class ServiceRuntime:
 
     async def health(self) -> dict[str, bool]:
         """Readiness of each dependency; all True means the service can do its work."""
-        checks = {"postgres": False, "kafka": False, "outbox_relay": False}
+        checks = {"postgres": False, "kafka": False, "outbox_relay": False, "consumers": False}
         for task in self._tasks:
             checks[task.get_name().split(":", 1)[1]] = not task.done()
         if self._pool is not None:
@@ -367,6 +392,19 @@ class ServiceRuntime:
         except Exception:
             log.warning("%s: kafka health check failed", self.name, exc_info=True)
         checks["outbox_relay"] = self._relay is not None and self._relay.running
+        try:
+            async with asyncio.timeout(2):
+                stalled = await self.stalled_consumers()
+            checks["consumers"] = not stalled
+            if stalled:
+                log.error(
+                    "%s: consumers stalled (records waiting, nothing committed for %.0f s): %s",
+                    self.name,
+                    self.settings.consumer_stall_seconds,
+                    ", ".join(stalled),
+                )
+        except Exception:
+            log.warning("%s: consumer progress check failed", self.name, exc_info=True)
         return checks
 
     async def refresh_gauges(self) -> None:
@@ -492,7 +530,7 @@ def create_service_app(
         await runtime.refresh_gauges()
         return Response(generate_latest(runtime.telemetry.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/health", tags=["operations"], summary="Readiness of Kafka and Postgres")
+    @app.get("/health", tags=["operations"], summary="Readiness of Kafka, Postgres and the consumers")
     async def health() -> JSONResponse:
         checks = await runtime.health()
         ready = all(checks.values())

@@ -25,6 +25,10 @@ class ServiceSettings:
     host: str
     port: int
     db_pool_size: int = 5
+    consumer_stall_seconds: float = 120.0
+    """``CONSUMER_STALL_SECONDS``: a subscription with records waiting whose group has committed
+    nothing for this long turns ``/health`` red (aiokafka consumers can stop fetching for good
+    after a broker restart or a rebalance, aiokafka #1154, with no error anywhere)."""
     topic_prefix: str = ""
     """Put before every topic and consumer group name (``KAFKA_TOPIC_PREFIX``), so that two
     deployments (staging next to training, or a test next to the running system) share one
@@ -59,5 +63,18 @@ class ServiceSettings:
             host=os.environ.get(f"{prefix}_HOST", "127.0.0.1"),
             port=port,
             db_pool_size=int(os.environ.get("DB_POOL_SIZE", "5")),
+            consumer_stall_seconds=_seconds("CONSUMER_STALL_SECONDS", "120"),
             topic_prefix=topic_prefix,
         )
+
+
+def _seconds(name: str, default: str) -> float:
+    """A positive number of seconds from the environment variable ``name``."""
+    text = os.environ.get(name, default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ConfigurationError(f"{name}={text!r} is not a positive number of seconds")
+    return value

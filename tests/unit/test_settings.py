@@ -1,0 +1,47 @@
+"""``ServiceSettings.from_env``: defaults, and a clear error naming the variable when one is wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.runtime.settings import ConfigurationError, ServiceSettings
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("KAFKA_TOPIC_PREFIX", "CONSUMER_STALL_SECONDS", "TAX_PORT", "TAX_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://tax@127.0.0.1/dossiers")
+    return monkeypatch
+
+
+def test_defaults_bind_to_localhost(env: pytest.MonkeyPatch) -> None:
+    settings = ServiceSettings.from_env("tax", default_port=8002)
+    assert (settings.host, settings.port, settings.topic_prefix) == ("127.0.0.1", 8002, "")
+    assert settings.consumer_stall_seconds == 120
+
+
+def test_stall_seconds_from_the_environment(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CONSUMER_STALL_SECONDS", "2.5")
+    assert ServiceSettings.from_env("tax", default_port=8002).consumer_stall_seconds == 2.5
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CONSUMER_STALL_SECONDS", "0"),
+        ("CONSUMER_STALL_SECONDS", "soon"),
+        ("TAX_PORT", "eighty"),
+        ("KAFKA_TOPIC_PREFIX", "a b"),
+    ],
+)
+def test_a_wrong_value_names_its_variable(env: pytest.MonkeyPatch, name: str, value: str) -> None:
+    env.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=name):
+        ServiceSettings.from_env("tax", default_port=8002)
+
+
+def test_no_database_url_says_how_to_set_it(env: pytest.MonkeyPatch) -> None:
+    env.delenv("DATABASE_URL")
+    with pytest.raises(ConfigurationError, match="DATABASE_URL is not set"):
+        ServiceSettings.from_env("tax", default_port=8002)
