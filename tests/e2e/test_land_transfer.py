@@ -187,6 +187,12 @@ async def test_catalog_and_health_are_published(intake: httpx.AsyncClient) -> No
     assert health == {
         "service": "intake",
         "ready": True,
-        "checks": {"postgres": True, "kafka": True, "outbox_relay": True, "deadline_watcher": True},
+        "checks": {
+            "postgres": True,
+            "kafka": True,
+            "outbox_relay": True,
+            "consumers": True,
+            "deadline_watcher": True,
+        },
     }
     assert "/dossiers/{dossier_id}/payments" in (await intake.get("/openapi.json")).json()["paths"]
