@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
@@ -10,8 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from services.runtime.service import ensure_topics
 
 PARTITIONS = 6
 """As many partitions as the services' own topics get (``KAFKA_PARTITIONS`` default)."""
@@ -26,18 +24,7 @@ def say(message: str) -> None:
 
 async def create_topics(bootstrap: str, names: Sequence[str], partitions: int = PARTITIONS) -> None:
     """Create ``names`` with ``partitions`` partitions each (no-op for those that exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-setup")
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [n for n in names if n not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing]
-                )
-    finally:
-        await admin.close()
+    await ensure_topics(bootstrap, names, partitions=partitions, client_id="bench-setup")
 
 
 def memory_mb(pid: int) -> tuple[float, float] | None:

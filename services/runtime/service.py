@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -465,11 +465,17 @@ async def raw_record(message: StreamMessage[ConsumerRecord]) -> ConsumerRecord:
     return message.raw_message
 
 
-async def ensure_topics(bootstrap: str, names: list[str]) -> None:
-    """Create the topics a service writes or reads, if missing (idempotent)."""
-    partitions = int(os.environ.get("KAFKA_PARTITIONS", "6"))
+async def ensure_topics(
+    bootstrap: str, names: Sequence[str], *, partitions: int | None = None, client_id: str = "topic-setup"
+) -> None:
+    """Create the topics a service writes or reads, if missing (idempotent).
+
+    Partitions and replication from ``KAFKA_PARTITIONS`` (6) and ``KAFKA_REPLICATION_FACTOR`` (1)
+    unless ``partitions`` is given.
+    """
+    partitions = partitions or int(os.environ.get("KAFKA_PARTITIONS", "6"))
     replication = int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="topic-setup")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
