@@ -10,9 +10,11 @@ The rules, the same in every service:
   so nothing is lost while the database is away;
 - a bug in a handler also dead-letters the record (with the exception) rather than looping.
 
-The record is processed inside FastStream's ``<topic> process`` span, the child of the
-producer's span (W3C ``traceparent`` in the record's headers); this module puts the dossier's
-attributes on it and measures the handoff latency once the transaction has committed.
+Records come in batches (one ``getmany``), handled in one transaction per batch. Each record
+still gets its own ``<topic> process`` span, the child of the producer's span (W3C
+``traceparent`` in the record's headers), so a dossier's trace reads the same as when records
+came one by one; the events a handler publishes carry that span's context. This module puts the
+dossier's attributes on it and measures the handoff latency once the transaction has committed.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
-from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from contracts import topics
 from contracts.agencies import source_uri
@@ -93,8 +96,27 @@ class DeadLetters:
         )
 
 
+@dataclass
+class _Incoming:
+    """A record that passed the envelope checks, with its event and its ``process`` span."""
+
+    record: ConsumerRecord
+    event: CloudEvent
+    span: Span
+
+
+class _Unbatchable(Exception):
+    """A handler refused or failed inside a shared transaction: redo the batch record by record."""
+
+
 class RecordProcessor:
-    """Runs a handler for one record inside a unit of work, with the rules above."""
+    """Runs a handler for a batch of records inside one unit of work, with the rules above.
+
+    One transaction per batch, not per record: the inbox rows, the state changes and the outbox
+    rows of every record in the batch commit together, and the offsets are committed once,
+    after that. A record the handler rejects (or fails on) rolls the shared transaction back;
+    the batch is then redone one record per transaction, so only that record is dead-lettered.
+    """
 
     def __init__(
         self,
@@ -121,6 +143,7 @@ class RecordProcessor:
         self.duplicates_total = 0
         self.dead_lettered_total = 0
         self.ignored_total = 0
+        self.transactions_total = 0
 
     async def process(
         self,
@@ -130,9 +153,67 @@ class RecordProcessor:
         accepts: tuple[type[DossierEvent], ...],
         handler: Handler,
     ) -> None:
-        """Handle ``record`` exactly once in effect; returns when it is safe to commit."""
-        span = trace.get_current_span()  # FastStream's "<topic> process" span
-        span.set_attributes({telemetry.AGENCY: self._agency, telemetry.CONSUMER: consumer})
+        """Handle one record exactly once in effect; returns when it is safe to commit."""
+        await self.process_batch((record,), consumer=consumer, accepts=accepts, handler=handler)
+
+    async def process_batch(
+        self,
+        records: Sequence[ConsumerRecord],
+        *,
+        consumer: str,
+        accepts: tuple[type[DossierEvent], ...],
+        handler: Handler,
+    ) -> None:
+        """Handle ``records`` (in order) exactly once in effect; returns when it is safe to commit."""
+        incoming: list[_Incoming] = []
+        for record in records:
+            span = self._process_span(record, consumer)
+            with trace.use_span(span, end_on_exit=False):
+                event = await self._admit(record, consumer, accepts)
+            if event is None:
+                span.end()
+            else:
+                incoming.append(_Incoming(record, event, span))
+        if not incoming:
+            return
+        try:
+            if len(incoming) == 1:
+                await self._transact_alone(incoming[0], consumer, handler)
+                return
+            try:
+                await self._transact(incoming, consumer, handler)
+            except _Unbatchable:
+                for one in incoming:
+                    await self._transact_alone(one, consumer, handler)
+        finally:
+            for one in incoming:
+                one.span.end()
+
+    def _process_span(self, record: ConsumerRecord, consumer: str) -> Span:
+        """The record's ``<topic> process`` span, a child of the span that published it."""
+        headers = {name: raw.decode(errors="replace") for name, raw in record.headers or ()}
+        return self._telemetry.tracer.start_span(
+            f"{record.topic} process",
+            context=propagate.extract(headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": record.topic,
+                "messaging.destination.partition.id": str(record.partition),
+                "messaging.kafka.offset": record.offset,
+                "messaging.consumer.group.name": self._topic_prefix + consumer,
+                "messaging.message.id": headers.get("ce_id", ""),
+                telemetry.AGENCY: self._agency,
+                telemetry.CONSUMER: consumer,
+            },
+        )
+
+    async def _admit(
+        self, record: ConsumerRecord, consumer: str, accepts: tuple[type[DossierEvent], ...]
+    ) -> CloudEvent | None:
+        """The record's event, upcast; None when it was dead-lettered or is not for us."""
+        span = trace.get_current_span()
         try:
             event = CloudEvent.from_record(key=record.key, value=record.value, headers=record.headers)
             owner = topics.owner(record.topic.removeprefix(self._topic_prefix))
@@ -144,7 +225,7 @@ class RecordProcessor:
                 )
         except EnvelopeError as exc:
             await self._park(record, consumer, exc.reason, exc.detail)
-            return
+            return None
         # Handlers see only the newest version of each event.
         event = dataclasses.replace(event, data=upcast(event.data))
         span.set_attributes(
@@ -158,43 +239,82 @@ class RecordProcessor:
             # A valid event meant for another reader of the same topic: not ours, not an error.
             self.ignored_total += 1
             self._count(consumer, "ignored")
-            return
+            return None
+        return event
+
+    async def _transact_alone(self, one: _Incoming, consumer: str, handler: Handler) -> None:
+        """One record in its own transaction; what the handler refuses is dead-lettered."""
+        with trace.use_span(one.span, end_on_exit=False):
+            try:
+                await self._transact([one], consumer, handler)
+            except _Unbatchable as failed:
+                cause = failed.__cause__
+                if isinstance(cause, EventRejected):
+                    await self._park(one.record, consumer, "rejected", str(cause))
+                else:
+                    log.error("%s: handler failed on %s", consumer, one.event.id, exc_info=cause)
+                    one.span.record_exception(cause or failed)
+                    await self._park(
+                        one.record, consumer, "handler-error", f"{type(cause).__name__}: {cause}"
+                    )
+
+    async def _transact(self, incoming: list[_Incoming], consumer: str, handler: Handler) -> None:
+        """Claim and handle every record in one transaction, retrying while Postgres is away.
+
+        Raises :class:`_Unbatchable` (from the handler's exception) when a handler refuses or
+        fails; the transaction is then rolled back.
+        """
         backoff = 0.1
         while True:
             try:
-                await self._transact(event, consumer, handler)
-                return
-            except EventRejected as exc:
-                await self._park(record, consumer, "rejected", str(exc))
-                return
+                fresh = await self._commit(incoming, consumer, handler)
+                break
             except TRANSIENT_ERRORS as exc:
                 log.warning(
-                    "%s: transient failure on %s (%r); retrying in %.1fs", consumer, event.id, exc, backoff
+                    "%s: transient failure on a batch of %d (%r); retrying in %.1fs",
+                    consumer,
+                    len(incoming),
+                    exc,
+                    backoff,
                 )
-                span.add_event("transient failure, retrying", {"exception.type": type(exc).__name__})
+                for one in incoming:
+                    one.span.add_event("transient failure, retrying", {"exception.type": type(exc).__name__})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-            except Exception as exc:
-                log.exception("%s: handler failed on %s", consumer, event.id)
-                span.record_exception(exc)
-                await self._park(record, consumer, "handler-error", f"{type(exc).__name__}: {exc}")
-                return
-
-    async def _transact(self, event: CloudEvent, consumer: str, handler: Handler) -> None:
+        self.transactions_total += 1
         now = self._clock.now()
+        for one in incoming:
+            with trace.use_span(one.span, end_on_exit=False):
+                if one.event.id not in fresh:
+                    self.duplicates_total += 1
+                    self._count(consumer, "duplicate")
+                    continue
+                fresh.discard(one.event.id)  # the same event twice in one batch: the 2nd is a duplicate
+                self.processed_total += 1
+                self._count(consumer, "processed")
+                # ce_time is the time of the producer's unit of work (its clock); ours has committed.
+                latency = (now - one.event.time).total_seconds()
+                self._telemetry.handoff_latency.labels(consumer, one.event.type).observe(max(latency, 0.0))
+
+    async def _commit(self, incoming: list[_Incoming], consumer: str, handler: Handler) -> set[str]:
+        """One unit of work for the batch; returns the ids it handled (not already in the inbox)."""
         async with unit_of_work(
-            self._pool(), now=now, source=self._source, outbox_channel=self._channel
+            self._pool(), now=self._clock.now(), source=self._source, outbox_channel=self._channel
         ) as uow:
-            if not await uow.claim(consumer, event):
-                self.duplicates_total += 1
-                self._count(consumer, "duplicate")
-                return
-            await handler(uow, event)
-        self.processed_total += 1
-        self._count(consumer, "processed")
-        # ce_time is the time of the producer's unit of work (its clock); ours has now committed.
-        latency = (self._clock.now() - event.time).total_seconds()
-        self._telemetry.handoff_latency.labels(consumer, event.type).observe(max(latency, 0.0))
+            fresh = await uow.claim_all(consumer, [one.event for one in incoming])
+            pending = set(fresh)
+            for one in incoming:
+                if one.event.id not in pending:
+                    continue
+                pending.discard(one.event.id)
+                with trace.use_span(one.span, end_on_exit=False):
+                    try:
+                        await handler(uow, one.event)
+                    except TRANSIENT_ERRORS:
+                        raise
+                    except Exception as exc:
+                        raise _Unbatchable(one.event.id) from exc
+        return fresh
 
     async def _park(self, record: ConsumerRecord, consumer: str, reason: str, detail: str) -> None:
         self.dead_lettered_total += 1

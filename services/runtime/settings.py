@@ -29,6 +29,9 @@ class ServiceSettings:
     """``CONSUMER_STALL_SECONDS``: a subscription with records waiting whose group has committed
     nothing for this long turns ``/health`` red (aiokafka consumers can stop fetching for good
     after a broker restart or a rebalance, aiokafka #1154, with no error anywhere)."""
+    consumer_batch_size: int = 200
+    """``CONSUMER_BATCH_SIZE``: at most this many records per poll, handled in one transaction
+    with one offset commit. 1 handles records one by one (slower; same results)."""
     topic_prefix: str = ""
     """Put before every topic and consumer group name (``KAFKA_TOPIC_PREFIX``), so that two
     deployments (staging next to training, or a test next to the running system) share one
@@ -64,6 +67,7 @@ class ServiceSettings:
             port=port,
             db_pool_size=int(os.environ.get("DB_POOL_SIZE", "5")),
             consumer_stall_seconds=_seconds("CONSUMER_STALL_SECONDS", "120"),
+            consumer_batch_size=_count("CONSUMER_BATCH_SIZE", "200"),
             topic_prefix=topic_prefix,
         )
 
@@ -77,4 +81,16 @@ def _seconds(name: str, default: str) -> float:
         value = 0.0
     if not value > 0:
         raise ConfigurationError(f"{name}={text!r} is not a positive number of seconds")
+    return value
+
+
+def _count(name: str, default: str) -> int:
+    """A positive whole number from the environment variable ``name``."""
+    text = os.environ.get(name, default)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigurationError(f"{name}={text!r} is not a positive whole number")
     return value

@@ -7,7 +7,7 @@ event was handled and the outgoing events are all committed, or none of them is.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -39,6 +39,21 @@ class UnitOfWork:
             event.type,
         )
         return bool(inserted)
+
+    async def claim_all(self, consumer: str, events: Sequence[CloudEvent]) -> set[str]:
+        """Record that ``consumer`` handles ``events``; the ids it had not handled before.
+
+        One statement for a whole batch; an id twice in ``events`` is claimed once.
+        """
+        rows = await self.conn.fetch(
+            "INSERT INTO inbox (consumer, event_id, event_type)"
+            " SELECT $1, id, type FROM unnest($2::text[], $3::text[]) AS e(id, type)"
+            " ON CONFLICT DO NOTHING RETURNING event_id",
+            consumer,
+            [event.id for event in events],
+            [event.type for event in events],
+        )
+        return {row["event_id"] for row in rows}
 
     async def publish(self, data: DossierEvent, *, topic: str) -> CloudEvent:
         """Add an event to the outbox; it leaves only if this transaction commits."""

@@ -8,90 +8,23 @@ with records waiting and no commit for ``consumer_stall_seconds`` turns ``/healt
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import datetime
 
-import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from contracts import topics
-from contracts.agencies import ONE_STOP, source_uri
 from contracts.envelope import CloudEvent
-from contracts.events import Applicant, DossierHandedOver
+from contracts.events import DossierHandedOver
 from infra.stack import Stack
-from services.runtime.database import Connection, Migration
-from services.runtime.service import ServiceRuntime
-from services.runtime.settings import ServiceSettings
+from services.runtime.database import Connection
 from services.runtime.unit_of_work import UnitOfWork
-from tests.dossier_samples import applicant, eventually_equal
+from tests.dossier_samples import eventually_equal
+from tests.own_service import drop, handover, own_runtime, publish
 
 pytestmark = pytest.mark.real
 
-WHEN = datetime(2026, 3, 9, 1, 0, tzinfo=UTC)
-
-
-def _handover(n: int) -> CloudEvent:
-    return CloudEvent.wrap(
-        DossierHandedOver(
-            dossier_id=f"HS-BACKLOG-{n}",
-            procedure_code="LAND-TRANSFER",
-            step_index=1,
-            from_agency=ONE_STOP,
-            to_agency="land_registry",
-            action="appraise",
-            budget_days=Decimal(3),
-            sent_at=WHEN,
-            due_at=WHEN,
-            applicant=Applicant.model_validate(applicant(n)),
-            details={},
-        ),
-        source=source_uri(ONE_STOP),
-        time=WHEN,
-    )
-
-
-def _runtime(stack: Stack, *, stall_seconds: float = 120) -> tuple[ServiceRuntime, str]:
-    """A service of its own (schema, topic, group) whose one subscription reads ``topic``."""
-    name = f"backlogtest_{uuid.uuid4().hex[:8]}"
-    topic = topics.handoffs(name)
-    runtime = ServiceRuntime(
-        settings=ServiceSettings(
-            service=name,
-            kafka_bootstrap_servers=stack.bootstrap_servers,
-            database_url=stack.database_url,
-            host="127.0.0.1",
-            port=0,
-            consumer_stall_seconds=stall_seconds,
-        ),
-        agency=name,
-        migrations=(Migration(f"{name}-001", "CREATE TABLE handled (event_id text PRIMARY KEY)"),),
-        topics_used=[topic],
-    )
-    return runtime, topic
-
-
-async def _publish(stack: Stack, topic: str, count: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers)
-    await producer.start()
-    try:
-        for n in range(count):
-            event = _handover(n)
-            await producer.send_and_wait(topic, key=event.key, value=event.value(), headers=event.headers())
-    finally:
-        await producer.stop()
-
-
-async def _drop(stack: Stack, runtime: ServiceRuntime) -> None:
-    await runtime.stop()
-    conn = await asyncpg.connect(stack.database_url)
-    await conn.execute(f'DROP SCHEMA "{runtime.name}" CASCADE')
-    await conn.close()
-
 
 async def test_backlog_counts_records_until_their_work_is_committed(stack: Stack) -> None:
-    runtime, topic = _runtime(stack)
+    runtime, topic = own_runtime(stack, "event_id text PRIMARY KEY")
     group = f"{runtime.name}.handoffs"
     release = asyncio.Event()
 
@@ -108,7 +41,7 @@ async def test_backlog_counts_records_until_their_work_is_committed(stack: Stack
     try:
         # No records yet; once the subscriber has its partitions, nothing is unconsumed.
         await eventually_equal(lambda: runtime.backlog(), {"unconsumed": 0, "outbox": 0, "letters_owed": 7})
-        await _publish(stack, topic, 3)
+        await publish(stack, topic, [handover(n) for n in range(3)])
 
         # Fetched (one is in the handler) but none committed: all three still count.
         await eventually_equal(lambda: runtime.backlog(), {"unconsumed": 3, "outbox": 0, "letters_owed": 7})
@@ -119,11 +52,11 @@ async def test_backlog_counts_records_until_their_work_is_committed(stack: Stack
         await eventually_equal(lambda: runtime.backlog(), {"unconsumed": 0, "outbox": 0, "letters_owed": 4})
     finally:
         release.set()
-        await _drop(stack, runtime)
+        await drop(stack, runtime)
 
 
 async def test_a_consumer_that_commits_nothing_while_records_wait_turns_health_red(stack: Stack) -> None:
-    runtime, topic = _runtime(stack, stall_seconds=1.0)
+    runtime, topic = own_runtime(stack, "event_id text PRIMARY KEY", stall_seconds=1.0)
     release = asyncio.Event()
 
     async def handle(uow: UnitOfWork, event: CloudEvent) -> None:
@@ -139,7 +72,7 @@ async def test_a_consumer_that_commits_nothing_while_records_wait_turns_health_r
         await asyncio.sleep(1.2)
         assert (await runtime.health())["consumers"] is True
 
-        await _publish(stack, topic, 2)
+        await publish(stack, topic, [handover(n) for n in range(2)])
         await eventually_equal(lambda: runtime.backlog(), {"unconsumed": 2, "outbox": 0})
         assert (await runtime.health())["consumers"] is True  # waiting, but not for long yet
         await asyncio.sleep(1.2)
@@ -153,4 +86,4 @@ async def test_a_consumer_that_commits_nothing_while_records_wait_turns_health_r
         assert (await runtime.health())["consumers"] is True
     finally:
         release.set()
-        await _drop(stack, runtime)
+        await drop(stack, runtime)

@@ -9,7 +9,13 @@ from services.runtime.settings import ConfigurationError, ServiceSettings
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in ("KAFKA_TOPIC_PREFIX", "CONSUMER_STALL_SECONDS", "TAX_PORT", "TAX_HOST"):
+    for name in (
+        "KAFKA_TOPIC_PREFIX",
+        "CONSUMER_STALL_SECONDS",
+        "CONSUMER_BATCH_SIZE",
+        "TAX_PORT",
+        "TAX_HOST",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DATABASE_URL", "postgresql://tax@127.0.0.1/dossiers")
     return monkeypatch
@@ -19,6 +25,7 @@ def test_defaults_bind_to_localhost(env: pytest.MonkeyPatch) -> None:
     settings = ServiceSettings.from_env("tax", default_port=8002)
     assert (settings.host, settings.port, settings.topic_prefix) == ("127.0.0.1", 8002, "")
     assert settings.consumer_stall_seconds == 120
+    assert settings.consumer_batch_size == 200
 
 
 def test_stall_seconds_from_the_environment(env: pytest.MonkeyPatch) -> None:
@@ -26,11 +33,18 @@ def test_stall_seconds_from_the_environment(env: pytest.MonkeyPatch) -> None:
     assert ServiceSettings.from_env("tax", default_port=8002).consumer_stall_seconds == 2.5
 
 
+def test_batch_size_from_the_environment(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CONSUMER_BATCH_SIZE", "1")
+    assert ServiceSettings.from_env("tax", default_port=8002).consumer_batch_size == 1
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
         ("CONSUMER_STALL_SECONDS", "0"),
         ("CONSUMER_STALL_SECONDS", "soon"),
+        ("CONSUMER_BATCH_SIZE", "0"),
+        ("CONSUMER_BATCH_SIZE", "many"),
         ("TAX_PORT", "eighty"),
         ("KAFKA_TOPIC_PREFIX", "a b"),
     ],

@@ -1,0 +1,86 @@
+"""A throwaway service of its own (schema, topics, groups) for testing the shared runtime.
+
+Integration tests give it a handler and records on the real broker and database, and drop its
+schema afterwards.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from contracts import topics
+from contracts.agencies import ONE_STOP, source_uri
+from contracts.envelope import CloudEvent
+from contracts.events import Applicant, DossierHandedOver
+from infra.stack import Stack
+from services.runtime.database import Migration
+from services.runtime.service import ServiceRuntime
+from services.runtime.settings import ServiceSettings
+from tests.dossier_samples import applicant
+
+WHEN = datetime(2026, 3, 9, 1, 0, tzinfo=UTC)
+
+
+def handover(n: int, *, step: int = 1, prefix: str = "HS-OWN") -> CloudEvent:
+    """A valid handoff from the desk for dossier ``<prefix>-<n>``, at step ``step``."""
+    return CloudEvent.wrap(
+        DossierHandedOver(
+            dossier_id=f"{prefix}-{n}",
+            procedure_code="LAND-TRANSFER",
+            step_index=step,
+            from_agency=ONE_STOP,
+            to_agency="land_registry",
+            action="appraise",
+            budget_days=Decimal(3),
+            sent_at=WHEN,
+            due_at=WHEN,
+            applicant=Applicant.model_validate(applicant(n)),
+            details={},
+        ),
+        source=source_uri(ONE_STOP),
+        time=WHEN,
+    )
+
+
+def own_runtime(stack: Stack, table: str, *, stall_seconds: float = 120) -> tuple[ServiceRuntime, str]:
+    """A service with one table (``table``: its columns) whose subscriptions read the returned topic."""
+    name = f"owntest_{uuid.uuid4().hex[:8]}"
+    topic = topics.handoffs(name)
+    runtime = ServiceRuntime(
+        settings=ServiceSettings(
+            service=name,
+            kafka_bootstrap_servers=stack.bootstrap_servers,
+            database_url=stack.database_url,
+            host="127.0.0.1",
+            port=0,
+            consumer_stall_seconds=stall_seconds,
+        ),
+        agency=name,
+        migrations=(Migration(f"{name}-001", f"CREATE TABLE handled ({table})"),),
+        topics_used=[topic],
+    )
+    return runtime, topic
+
+
+async def publish(stack: Stack, topic: str, events: list[CloudEvent]) -> None:
+    """Write ``events`` to ``topic`` in order, each acknowledged before the next."""
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(topic, key=event.key, value=event.value(), headers=event.headers())
+    finally:
+        await producer.stop()
+
+
+async def drop(stack: Stack, runtime: ServiceRuntime) -> None:
+    """Stop the service and drop its schema."""
+    await runtime.stop()
+    conn = await asyncpg.connect(stack.database_url)
+    await conn.execute(f'DROP SCHEMA "{runtime.name}" CASCADE')
+    await conn.close()
