@@ -28,6 +28,8 @@ class UnitOfWork:
         """The time of this unit of work, read once from the service's clock."""
         self.source = source
         self.published: list[CloudEvent] = []
+        """Events published in this unit of work and not yet written to the outbox."""
+        self._topics: list[str] = []
 
     async def claim(self, consumer: str, event: CloudEvent) -> bool:
         """Record that ``consumer`` handles ``event``; False if it already did (a redelivery)."""
@@ -56,24 +58,46 @@ class UnitOfWork:
         return {row["event_id"] for row in rows}
 
     async def publish(self, data: DossierEvent, *, topic: str) -> CloudEvent:
-        """Add an event to the outbox; it leaves only if this transaction commits."""
+        """Add an event to the outbox; it leaves only if this transaction commits.
+
+        The row is written with the unit of work's others when it ends (:meth:`write_outbox`).
+        """
         carrier: dict[str, str] = {}
         # The trace context of *this* work travels with the event, so the relay (which runs
         # later, in another task) does not break the dossier's trace.
         propagate.inject(carrier)
         event = CloudEvent.wrap(data, source=self.source, time=self.now, extra_headers=carrier)
-        await self.conn.execute(
-            "INSERT INTO outbox (event_id, event_type, topic, key, value, headers)"
-            " VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
-            event.id,
-            event.type,
-            topic,
-            event.key,
-            event.value(),
-            json.dumps([[name, raw.decode()] for name, raw in event.headers()]),
-        )
         self.published.append(event)
+        self._topics.append(topic)
         return event
+
+    async def write_outbox(self, channel: str) -> None:
+        """Write the events published so far to the outbox, in order, and wake the relay.
+
+        One statement however many events (each round trip to Postgres costs more here than the
+        work it carries); NOTIFY is delivered only on commit, so the relay wakes exactly when
+        there is work.
+        """
+        if not self.published:
+            return
+        await self.conn.execute(
+            "WITH written AS ("
+            " INSERT INTO outbox (event_id, event_type, topic, key, value, headers)"
+            " SELECT id, type, topic, key, value, headers::jsonb"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::text[])"
+            " WITH ORDINALITY AS e(id, type, topic, key, value, headers, n) ORDER BY n"
+            " RETURNING 1)"
+            " SELECT pg_notify($7, '') WHERE EXISTS (SELECT FROM written)",
+            [event.id for event in self.published],
+            [event.type for event in self.published],
+            self._topics,
+            [event.key for event in self.published],
+            [event.value() for event in self.published],
+            [json.dumps([[name, raw.decode()] for name, raw in event.headers()]) for event in self.published],
+            channel,
+        )
+        self.published.clear()
+        self._topics.clear()
 
 
 @asynccontextmanager
@@ -84,6 +108,4 @@ async def unit_of_work(
     async with pool.acquire() as conn, conn.transaction():
         uow = UnitOfWork(conn, now=now, source=source)
         yield uow
-        if uow.published:
-            # NOTIFY is delivered only on commit, so the relay wakes exactly when there is work.
-            await conn.execute(f"NOTIFY {outbox_channel}")
+        await uow.write_outbox(outbox_channel)
