@@ -41,7 +41,7 @@ from contracts.events import Applicant
 from services.notification.domain.notices import Attachment
 from services.notification.store import DELIVERY_WAKEUP
 from services.runtime.clock import Clock
-from services.runtime.database import Connection
+from services.runtime.database import Connection, holds_session_state
 
 log = logging.getLogger(__name__)
 
@@ -320,6 +320,7 @@ class DeliveryWorker:
 
     async def _serve(self) -> None:
         async with self._pool().acquire() as listener:
+            holds_session_state(listener)
             await listener.add_listener(DELIVERY_WAKEUP, self._on_notify)
             try:
                 while True:

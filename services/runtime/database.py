@@ -54,6 +54,28 @@ RUNTIME_MIGRATIONS = (
 """Tables every service has: the outbox and the inbox."""
 
 
+_SESSION_STATE: set[int] = set()
+"""Server pids of pooled connections that changed session state (see :func:`holds_session_state`)."""
+
+
+def holds_session_state(conn: Connection) -> None:
+    """Mark a pooled connection that LISTENs or takes session advisory locks.
+
+    The pool then runs the full reset (UNLISTEN, advisory unlock, RESET ALL, CLOSE ALL) when the
+    connection comes back; connections that only ran transactions skip it.
+    """
+    _SESSION_STATE.add(conn.get_server_pid())
+
+
+async def _reset_if_needed(conn: asyncpg.Connection) -> None:
+    # asyncpg's default reset is one more round trip on every release, i.e. on every unit of
+    # work; asyncpg has already rolled back any open transaction and dropped Python listeners.
+    pid = conn.get_server_pid()
+    if pid in _SESSION_STATE:
+        _SESSION_STATE.discard(pid)
+        await conn.execute(conn.get_reset_query())
+
+
 async def create_pool(
     dsn: str, *, schema: str, size: int, query_logger: Callable[[LoggedQuery], None] | None = None
 ) -> asyncpg.Pool:
@@ -73,7 +95,12 @@ async def create_pool(
             conn.add_query_logger(query_logger)
 
     pool = await asyncpg.create_pool(
-        dsn, min_size=1, max_size=size, server_settings={"search_path": schema}, init=setup_connection
+        dsn,
+        min_size=1,
+        max_size=size,
+        server_settings={"search_path": schema},
+        init=setup_connection,
+        reset=_reset_if_needed,
     )
     assert pool is not None  # asyncpg types it Optional for its own legacy reasons
     return pool

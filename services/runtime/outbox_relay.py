@@ -21,7 +21,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from services.runtime import telemetry
-from services.runtime.database import Connection
+from services.runtime.database import Connection, holds_session_state
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class OutboxRelay:
 
     async def _lead(self) -> None:
         async with self._pool.acquire() as conn:
+            holds_session_state(conn)
             await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"outbox:{self._schema}")
             await conn.add_listener(self._channel, self._on_notify)
             try:
