@@ -6,11 +6,16 @@ offset is committed after the handler returned, i.e. after B acknowledged the re
 body decoder ours use. It runs as its own process, like each service, and logs at INFO as the
 services do.
 
+With ``batch`` > 0 it is the batched relay instead: FastStream's batch subscriber (up to
+``batch`` records per poll, the size our services use), every record of a batch published
+without waiting, then all acknowledgements awaited, then one offset commit: the same shape as
+our consumers, so "ours / batched relay" compares like with like.
+
 ``measure`` pre-produces N copies of one of our real records to A, starts the relay process and
 reports the rate from its first record received to its N-th record acknowledged by Kafka on B.
 
 ``python -m infra.bench.bare_relay --bootstrap … --source A --target B --group G --count N
---result out.json`` is the relay process itself.
+--result out.json [--batch 200]`` is the relay process itself.
 """
 
 from __future__ import annotations
@@ -71,7 +76,13 @@ async def _raw_record(message: StreamMessage[ConsumerRecord]) -> ConsumerRecord:
     return message.raw_message
 
 
-async def relay(bootstrap: str, *, source: str, target: str, group: str, count: int) -> dict[str, float]:
+async def _raw_records(message: StreamMessage[tuple[ConsumerRecord, ...]]) -> tuple[ConsumerRecord, ...]:
+    return message.raw_message
+
+
+async def relay(
+    bootstrap: str, *, source: str, target: str, group: str, count: int, batch: int = 0
+) -> dict[str, float]:
     """Run the relay until ``count`` records went from ``source`` to ``target``; return timings."""
     started = time.perf_counter()
     broker = KafkaBroker(bootstrap, client_id="bare-relay")
@@ -80,25 +91,55 @@ async def relay(bootstrap: str, *, source: str, target: str, group: str, count: 
     first = 0.0
     last = 0.0
 
-    @broker.subscriber(
-        source,
-        group_id=group,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
-        decoder=_raw_record,
-    )
-    async def republish(record: Any) -> None:
-        # As the services do it: the record itself as the body, no `message: KafkaMessage`
-        # parameter (resolved in a thread-pool hop per record).
+    def counted(records: int) -> None:
         nonlocal seen, first, last
         if seen == 0:
             first = time.perf_counter()
-        headers = {name: value.decode() for name, value in record.headers}
-        await broker.publish(record.value, topic=target, key=record.key, headers=headers)
-        seen += 1
+        seen += records
         if seen >= count:
             last = time.perf_counter()
             done.set()
+
+    if batch:
+
+        @broker.subscriber(
+            source,
+            group_id=group,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            auto_offset_reset="earliest",
+            batch=True,
+            max_records=batch,
+            decoder=_raw_records,
+        )
+        async def republish_batch(records: Any) -> None:
+            sends = [
+                await broker.publish(
+                    record.value,
+                    topic=target,
+                    key=record.key,
+                    headers={name: value.decode() for name, value in record.headers},
+                    no_confirm=True,
+                )
+                for record in records
+            ]
+            await asyncio.gather(*sends)  # all acknowledged before the offsets are committed
+            counted(len(records))
+
+    else:
+
+        @broker.subscriber(
+            source,
+            group_id=group,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            auto_offset_reset="earliest",
+            decoder=_raw_record,
+        )
+        async def republish(record: Any) -> None:
+            # As the services do it: the record itself as the body, no `message: KafkaMessage`
+            # parameter (resolved in a thread-pool hop per record).
+            headers = {name: value.decode() for name, value in record.headers}
+            await broker.publish(record.value, topic=target, key=record.key, headers=headers)
+            counted(1)
 
     await broker.start()
     try:
@@ -151,16 +192,20 @@ async def produce_copies(bootstrap: str, topic: str, sample: SampleRecord, count
 
 
 async def measure(
-    bootstrap: str, *, sample: SampleRecord, count: int, prefix: str, log_path: Path
+    bootstrap: str, *, sample: SampleRecord, count: int, prefix: str, log_path: Path, batch: int = 0
 ) -> RelayResults:
-    """Pre-produce ``count`` records to ``<prefix>.in``, relay them to ``<prefix>.out``, time it."""
+    """Pre-produce ``count`` records to ``<prefix>.in``, relay them to ``<prefix>.out``, time it.
+
+    ``batch`` > 0: the batched relay, up to that many records per poll.
+    """
+    kind = f"batched relay ({batch} per poll)" if batch else "bare relay"
     source, target = f"{prefix}.in", f"{prefix}.out"
     await create_topics(bootstrap, [source, target])
-    say(f"bare relay: producing {count} copies of a real record ({sample.size} B) to {source}")
+    say(f"{kind}: producing {count} copies of a real record ({sample.size} B) to {source}")
     await produce_copies(bootstrap, source, sample, count)
     result_path = log_path.with_suffix(".json")
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    say("bare relay: starting the FastStream relay process")
+    say(f"{kind}: starting the FastStream relay process")
     with log_path.open("ab") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -178,6 +223,8 @@ async def measure(
             str(count),
             "--result",
             str(result_path),
+            "--batch",
+            str(batch),
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
         )
@@ -192,7 +239,7 @@ async def measure(
     result = _read_result(code, result_path, log_path)
     landed = await _end_offsets_total(bootstrap, target)
     rate = result["records"] / result["seconds"] if result["seconds"] > 0 else 0.0
-    say(f"bare relay: {rate:,.0f} records/s ({landed} records on {target})")
+    say(f"{kind}: {rate:,.0f} records/s ({landed} records on {target})")
     return RelayResults(
         records=result["records"],
         msgs_per_s=rate,
@@ -212,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--result", type=Path, required=True)
+    parser.add_argument("--batch", type=int, default=0, help="records per poll (0: one at a time)")
     args = parser.parse_args(argv)
     # Like the services: INFO, one line per record received and processed.
     logging.basicConfig(
@@ -220,7 +268,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     result: dict[str, float | None] = dict(
         asyncio.run(
-            relay(args.bootstrap, source=args.source, target=args.target, group=args.group, count=args.count)
+            relay(
+                args.bootstrap,
+                source=args.source,
+                target=args.target,
+                group=args.group,
+                count=args.count,
+                batch=args.batch,
+            )
         )
     )
     memory = memory_mb(os.getpid())

@@ -30,6 +30,7 @@ from infra.bench.load import LoadDriver, Phase
 from infra.bench.report import TARGETS, machine, table
 from infra.kafka import KAFKA_VERSION, free_port
 from infra.stack import REPO, SERVICES, Stack, interrupt_on_signals
+from services.runtime.settings import DEFAULT_CONSUMER_BATCH_SIZE
 
 RESULTS_PATH = REPO / "bench-results.json"
 HANDED_OVER = b"vn.gov.dossier.handed_over.v1"
@@ -199,6 +200,14 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
             prefix=f"bench.{run_id}.relay",
             log_path=stack.run_dir / "logs" / "bare-relay.log",
         )
+        batched = await bare_relay.measure(
+            bootstrap,
+            sample=sample,
+            count=config.relay_records,
+            prefix=f"bench.{run_id}.batched-relay",
+            log_path=stack.run_dir / "logs" / "batched-relay.log",
+            batch=DEFAULT_CONSUMER_BATCH_SIZE,
+        )
 
         say(f"saturation: {config.saturation_dossiers} dossiers, {config.concurrency} in flight")
         saturation = await driver.closed_loop(
@@ -260,6 +269,7 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
         "saturation_handoff_p50_ms": saturation.handoff_ms["p50"],
         "saturation_handoff_p99_ms": saturation.handoff_ms["p99"],
         "relay_msgs_per_s": relay.msgs_per_s,
+        "batched_relay_msgs_per_s": batched.msgs_per_s,
         "kafka_producer_msgs_per_s": tools.producer_msgs_per_s,
         "kafka_consumer_msgs_per_s": tools.consumer_msgs_per_s,
         "replay_events_per_s": replayed.events_per_s,
@@ -269,6 +279,7 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
         "bare_relay_rss_mb": relay.peak_rss_mb,
         "ratios": {
             "ours_vs_bare_relay": _ratio(saturation.hops_per_s, relay.msgs_per_s),
+            "ours_vs_batched_relay": _ratio(saturation.hops_per_s, batched.msgs_per_s),
             "ours_vs_kafka_producer": _ratio(saturation.hops_per_s, tools.producer_msgs_per_s),
             "ours_vs_kafka_consumer": _ratio(saturation.hops_per_s, tools.consumer_msgs_per_s),
             "replay_vs_bare_relay": _ratio(replayed.events_per_s, relay.msgs_per_s),
@@ -276,6 +287,7 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
         "targets": TARGETS,
         "kafka_tools": dataclasses.asdict(tools),
         "bare_relay": dataclasses.asdict(relay),
+        "batched_relay": dataclasses.asdict(batched),
         "saturation": _phase_dict(saturation),
         "moderate": _phase_dict(moderate),
         "notes": notes,

@@ -6,6 +6,9 @@ import os
 import re
 from dataclasses import dataclass
 
+DEFAULT_CONSUMER_BATCH_SIZE = 200
+"""Records per poll unless ``CONSUMER_BATCH_SIZE`` says otherwise (the bench's batched relay uses it too)."""
+
 
 class ConfigurationError(RuntimeError):
     """A required setting is missing or malformed; the message names the variable."""
@@ -29,7 +32,7 @@ class ServiceSettings:
     """``CONSUMER_STALL_SECONDS``: a subscription with records waiting whose group has committed
     nothing for this long turns ``/health`` red (aiokafka consumers can stop fetching for good
     after a broker restart or a rebalance, aiokafka #1154, with no error anywhere)."""
-    consumer_batch_size: int = 200
+    consumer_batch_size: int = DEFAULT_CONSUMER_BATCH_SIZE
     """``CONSUMER_BATCH_SIZE``: at most this many records per poll, handled in one transaction
     with one offset commit. 1 handles records one by one (slower; same results)."""
     topic_prefix: str = ""
@@ -67,7 +70,7 @@ class ServiceSettings:
             port=port,
             db_pool_size=int(os.environ.get("DB_POOL_SIZE", "5")),
             consumer_stall_seconds=_seconds("CONSUMER_STALL_SECONDS", "120"),
-            consumer_batch_size=_count("CONSUMER_BATCH_SIZE", "200"),
+            consumer_batch_size=_count("CONSUMER_BATCH_SIZE", str(DEFAULT_CONSUMER_BATCH_SIZE)),
             topic_prefix=topic_prefix,
         )
 

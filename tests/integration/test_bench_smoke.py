@@ -77,5 +77,7 @@ async def test_tiny_bench_reports_every_figure(services: Stack) -> None:
     assert results["saturation"]["records_handled"] > 0
     assert set(results["service_rss_mb"]) == set(services.services)
     assert results["bare_relay"]["landed"] >= TINY.relay_records
+    assert results["batched_relay"]["landed"] >= TINY.relay_records
+    assert results["batched_relay_msgs_per_s"] > 0
     json.dumps(results)  # what is written to bench-results.json
     assert "dossiers/s" in table(results)
