@@ -8,6 +8,10 @@ from typing import Any
 
 __all__ = ["EmbeddedPostgres", "database_url_or_embedded"]
 
+MAX_CONNECTIONS = 300
+"""initdb's default is 100; every service may open ``DB_POOL_SIZE`` (10) connections, and the
+tests and the bench run a second system beside the first."""
+
 
 class EmbeddedPostgres:
     """A real PostgreSQL server from the ``pgserver`` wheel, in a data directory of ours.
@@ -31,7 +35,16 @@ class EmbeddedPostgres:
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._server = get_server(self.data_dir, cleanup_mode="stop")
+        if f"max_connections = '{MAX_CONNECTIONS}'" not in self._auto_conf():
+            # A new data directory: raise the limit once; it takes effect on a restart.
+            self._server.psql(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS};")
+            self._server.cleanup()
+            self._server = get_server(self.data_dir, cleanup_mode="stop")
         return str(self._server.get_uri())
+
+    def _auto_conf(self) -> str:
+        path = self.data_dir / "postgresql.auto.conf"
+        return path.read_text() if path.exists() else ""
 
     def stop(self) -> None:
         """Release our handle; the server stops when no process holds one."""

@@ -26,6 +26,7 @@ def test_defaults_bind_to_localhost(env: pytest.MonkeyPatch) -> None:
     assert (settings.host, settings.port, settings.topic_prefix) == ("127.0.0.1", 8002, "")
     assert settings.consumer_stall_seconds == 120
     assert settings.consumer_batch_size == 200
+    assert settings.db_pool_size == 10
 
 
 def test_stall_seconds_from_the_environment(env: pytest.MonkeyPatch) -> None:
@@ -45,6 +46,7 @@ def test_batch_size_from_the_environment(env: pytest.MonkeyPatch) -> None:
         ("CONSUMER_STALL_SECONDS", "soon"),
         ("CONSUMER_BATCH_SIZE", "0"),
         ("CONSUMER_BATCH_SIZE", "many"),
+        ("DB_POOL_SIZE", "0"),
         ("TAX_PORT", "eighty"),
         ("KAFKA_TOPIC_PREFIX", "a b"),
     ],
