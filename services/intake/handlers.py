@@ -178,8 +178,7 @@ class Desk:
                     telemetry.AGENCY: ONE_STOP,
                 }
             )
-            await _record(uow, dossier, events)
-            await store.remember_trace(uow.conn, dossier.id, trace_carrier())
+            await _record(uow, dossier, events, trace_context=trace_carrier())
         return Handled(dossier)
 
     async def record_payment(self, dossier_id: str, *, idempotency_key: str | None = None) -> Handled:
@@ -368,9 +367,15 @@ def _describe_step(dossier: Dossier, row: int, *, now: datetime, calendar: Worki
     trace.get_current_span().set_attributes(attributes)
 
 
-async def _record(uow: UnitOfWork, dossier: Dossier, events: list[DossierEvent]) -> None:
+async def _record(
+    uow: UnitOfWork,
+    dossier: Dossier,
+    events: list[DossierEvent],
+    *,
+    trace_context: dict[str, str] | None = None,
+) -> None:
     """Save the dossier, and publish its events and its new state, all in this transaction."""
-    await store.save(uow.conn, dossier)
+    await store.save(uow.conn, dossier, trace_context=trace_context)
     for event in [*events, dossier.progress(uow.now)]:
         if isinstance(event, DossierHandedOver):
             await uow.publish(event, topic=topics.handoffs(event.to_agency))

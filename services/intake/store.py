@@ -127,12 +127,16 @@ async def claim_request(
 
 async def load(conn: Connection, dossier_id: str, *, for_update: bool = False) -> Dossier | None:
     """The dossier with its slip; ``for_update`` locks it until the transaction ends."""
+    # One round trip: the slip comes along as an array of ``handoffs`` rows (asyncpg decodes
+    # the composite type, so every column keeps its type).
     row = await conn.fetchrow(
-        "SELECT * FROM dossiers WHERE id = $1" + (" FOR UPDATE" if for_update else ""), dossier_id
+        "SELECT d.*, ARRAY(SELECT h FROM handoffs h WHERE h.dossier_id = d.id ORDER BY h.row_index) AS slip"
+        " FROM dossiers d WHERE d.id = $1" + (" FOR UPDATE OF d" if for_update else ""),
+        dossier_id,
     )
     if row is None:
         return None
-    slip = await conn.fetch("SELECT * FROM handoffs WHERE dossier_id = $1 ORDER BY row_index", dossier_id)
+    slip = row["slip"]
     return Dossier(
         id=row["id"],
         procedure_code=row["procedure_code"],
@@ -178,24 +182,63 @@ async def load(conn: Connection, dossier_id: str, *, for_update: bool = False) -
     )
 
 
-async def save(conn: Connection, dossier: Dossier) -> None:
-    """Insert or update the dossier and every row of its slip."""
+_SLIP_COLUMNS = (
+    ("row_index", "integer"),
+    ("step_index", "integer"),
+    ("from_agency", "text"),
+    ("to_agency", "text"),
+    ("action", "text"),
+    ("budget_days", "numeric"),
+    ("counts", "boolean"),
+    ("sent_at", "timestamptz"),
+    ("due_at", "timestamptz"),
+    ("received_at", "timestamptz"),
+    ("completed_at", "timestamptz"),
+    ("outcome", "text"),
+    ("note", "text"),
+    ("late_by_days", "numeric"),
+    ("alarm_at", "timestamptz"),
+    ("overdue_at", "timestamptz"),
+)
+_SLIP_NAMES = ", ".join(name for name, _ in _SLIP_COLUMNS)
+_SAVE = f"""
+WITH dossier AS (
+    INSERT INTO dossiers (id, procedure_code, procedure_name, level, return_place, route,
+        applicant, documents, details, fees_vnd, received_at, appointment_at, status,
+        current_step, results, returned_at, statutory_limit_days, paused_at,
+        original_appointment_at, apologised_at, trace_context)
+    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9::jsonb, $10, $11, $12,
+        $13, $14, $15::jsonb, $16, $17, $18, $19, $20, coalesce($21::jsonb, '{{}}'))
+    ON CONFLICT (id) DO UPDATE SET status = excluded.status,
+        current_step = excluded.current_step, results = excluded.results,
+        documents = excluded.documents, details = excluded.details,
+        appointment_at = excluded.appointment_at, returned_at = excluded.returned_at,
+        paused_at = excluded.paused_at,
+        original_appointment_at = excluded.original_appointment_at,
+        apologised_at = excluded.apologised_at,
+        trace_context = coalesce($21::jsonb, dossiers.trace_context), updated_at = now()
+    RETURNING id
+)
+INSERT INTO handoffs (dossier_id, {_SLIP_NAMES})
+SELECT dossier.id, slip.* FROM dossier,
+    unnest({", ".join(f"${22 + i}::{type_}[]" for i, (_, type_) in enumerate(_SLIP_COLUMNS))})
+    AS slip({_SLIP_NAMES})
+ON CONFLICT (dossier_id, row_index) DO UPDATE SET received_at = excluded.received_at,
+    completed_at = excluded.completed_at, outcome = excluded.outcome, note = excluded.note,
+    late_by_days = excluded.late_by_days, alarm_at = excluded.alarm_at,
+    overdue_at = excluded.overdue_at
+"""
+"""The dossier and its slip (one array per slip column, ``$22`` on) in one statement."""
+
+
+async def save(conn: Connection, dossier: Dossier, *, trace_context: dict[str, str] | None = None) -> None:
+    """Insert or update the dossier and every row of its slip, in one round trip.
+
+    ``trace_context`` (on receipt) is the W3C context later work on the dossier continues.
+    """
+    slip = dossier.slip
     await conn.execute(
-        """
-        INSERT INTO dossiers (id, procedure_code, procedure_name, level, return_place, route,
-            applicant, documents, details, fees_vnd, received_at, appointment_at, status,
-            current_step, results, returned_at, statutory_limit_days, paused_at,
-            original_appointment_at, apologised_at)
-        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9::jsonb, $10, $11, $12,
-            $13, $14, $15::jsonb, $16, $17, $18, $19, $20)
-        ON CONFLICT (id) DO UPDATE SET status = excluded.status,
-            current_step = excluded.current_step, results = excluded.results,
-            documents = excluded.documents, details = excluded.details,
-            appointment_at = excluded.appointment_at, returned_at = excluded.returned_at,
-            paused_at = excluded.paused_at,
-            original_appointment_at = excluded.original_appointment_at,
-            apologised_at = excluded.apologised_at, updated_at = now()
-        """,
+        _SAVE,
         dossier.id,
         dossier.procedure_code,
         dossier.procedure_name,
@@ -216,40 +259,23 @@ async def save(conn: Connection, dossier: Dossier) -> None:
         dossier.paused_at,
         dossier.original_appointment_at,
         dossier.apologised_at,
-    )
-    await conn.executemany(
-        """
-        INSERT INTO handoffs (dossier_id, row_index, step_index, from_agency, to_agency, action,
-            budget_days, counts, sent_at, due_at, received_at, completed_at, outcome, note,
-            late_by_days, alarm_at, overdue_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-        ON CONFLICT (dossier_id, row_index) DO UPDATE SET received_at = excluded.received_at,
-            completed_at = excluded.completed_at, outcome = excluded.outcome, note = excluded.note,
-            late_by_days = excluded.late_by_days, alarm_at = excluded.alarm_at,
-            overdue_at = excluded.overdue_at
-        """,
-        [
-            (
-                dossier.id,
-                h.row,
-                h.step_index,
-                h.from_agency,
-                h.to_agency,
-                h.action,
-                h.budget_days,
-                h.counts,
-                h.sent_at,
-                h.due_at,
-                h.received_at,
-                h.completed_at,
-                h.outcome,
-                h.note,
-                h.late_by_days,
-                h.alarm_at,
-                h.overdue_at,
-            )
-            for h in dossier.slip
-        ],
+        None if trace_context is None else json.dumps(trace_context),
+        [h.row for h in slip],
+        [h.step_index for h in slip],
+        [h.from_agency for h in slip],
+        [h.to_agency for h in slip],
+        [h.action for h in slip],
+        [h.budget_days for h in slip],
+        [h.counts for h in slip],
+        [h.sent_at for h in slip],
+        [h.due_at for h in slip],
+        [h.received_at for h in slip],
+        [h.completed_at for h in slip],
+        [h.outcome for h in slip],
+        [h.note for h in slip],
+        [h.late_by_days for h in slip],
+        [h.alarm_at for h in slip],
+        [h.overdue_at for h in slip],
     )
 
 
@@ -277,13 +303,6 @@ async def due_alarms(conn: Connection, now: datetime, *, limit: int) -> list[Due
 async def count_due_alarms(conn: Connection, now: datetime) -> int:
     """Alarms the watcher has yet to fire (0 once it has caught up with ``now``)."""
     return int(await conn.fetchval("SELECT count(*) FROM handoffs WHERE alarm_at <= $1", now))
-
-
-async def remember_trace(conn: Connection, dossier_id: str, trace_context: dict[str, str]) -> None:
-    """Store the trace context the dossier's later work continues (see ``trace_context``)."""
-    await conn.execute(
-        "UPDATE dossiers SET trace_context = $2::jsonb WHERE id = $1", dossier_id, json.dumps(trace_context)
-    )
 
 
 async def trace_context(conn: Connection, dossier_id: str) -> dict[str, str]:
