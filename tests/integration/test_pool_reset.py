@@ -42,6 +42,6 @@ async def test_only_connections_marked_as_holding_session_state_are_reset(stack:
             assert held == 0
     finally:
         await pool.close()
-        conn = await asyncpg.connect(stack.database_url)
-        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await conn.close()
+        admin = await asyncpg.connect(stack.database_url)
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.close()
