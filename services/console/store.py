@@ -154,81 +154,109 @@ MAX_TRACE_SPANS = 5000
 # --- writes from events ---------------------------------------------------------------------
 
 
+_SLIP_COLUMNS = (
+    ("slip_row", "integer"),
+    ("step_index", "integer"),
+    ("from_agency", "text"),
+    ("to_agency", "text"),
+    ("action", "text"),
+    ("budget_days", "numeric"),
+    ("sent_at", "timestamptz"),
+    ("due_at", "timestamptz"),
+    ("received_at", "timestamptz"),
+    ("completed_at", "timestamptz"),
+    ("outcome", "text"),
+    ("late_by_days", "numeric"),
+    ("overdue_at", "timestamptz"),
+    ("note", "text"),
+)
+_SLIP_NAMES = ", ".join(name for name, _ in _SLIP_COLUMNS)
+_SAVE_PROGRESS = f"""
+WITH kept AS (
+    INSERT INTO dossiers (id, procedure_code, procedure_name, level, applicant, applicant_name,
+        applicant_id_number, search_text, status, received_at, appointment_at,
+        original_appointment_at, first_promised_at, clock_paused_since, returned_at, on_time,
+        overdue_open, current_agency, current_action, updated_at)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+        $18, $19, $20)
+    ON CONFLICT (id) DO UPDATE SET procedure_code = EXCLUDED.procedure_code,
+        procedure_name = EXCLUDED.procedure_name, level = EXCLUDED.level,
+        applicant = EXCLUDED.applicant, applicant_name = EXCLUDED.applicant_name,
+        applicant_id_number = EXCLUDED.applicant_id_number, search_text = EXCLUDED.search_text,
+        status = EXCLUDED.status, received_at = EXCLUDED.received_at,
+        appointment_at = EXCLUDED.appointment_at,
+        original_appointment_at = EXCLUDED.original_appointment_at,
+        first_promised_at = EXCLUDED.first_promised_at,
+        clock_paused_since = EXCLUDED.clock_paused_since, returned_at = EXCLUDED.returned_at,
+        on_time = EXCLUDED.on_time, overdue_open = EXCLUDED.overdue_open,
+        current_agency = EXCLUDED.current_agency, current_action = EXCLUDED.current_action,
+        updated_at = EXCLUDED.updated_at
+    -- Equal times: the later record on the partition is the later state.
+    WHERE dossiers.updated_at <= EXCLUDED.updated_at
+    RETURNING id
+),
+gone AS (
+    DELETE FROM slip_rows WHERE dossier_id IN (SELECT id FROM kept) AND slip_row <> ALL($21::integer[])
+),
+slip AS (
+    INSERT INTO slip_rows (dossier_id, {_SLIP_NAMES})
+    SELECT kept.id, row.* FROM kept,
+        unnest({", ".join(f"${21 + i}::{type_}[]" for i, (_, type_) in enumerate(_SLIP_COLUMNS))})
+        AS row({_SLIP_NAMES})
+    ON CONFLICT (dossier_id, slip_row) DO UPDATE SET
+        {", ".join(f"{name} = EXCLUDED.{name}" for name, _ in _SLIP_COLUMNS[1:])}
+)
+SELECT EXISTS (SELECT FROM kept)
+"""
+"""The snapshot and its slip (one array per slip column, ``$21`` on) in one round trip."""
+
+
 async def save_progress(conn: Connection, event: DossierProgressed) -> bool:
-    """Keep the desk's snapshot unless a newer one is already kept; True if it was kept."""
+    """Keep the desk's snapshot unless a newer one is already kept; True if it was kept.
+
+    The slip kept is the snapshot's, whole: rows it no longer has are deleted.
+    """
     last = event.slip[-1] if event.slip else None
-    kept = await conn.fetchval(
-        "INSERT INTO dossiers (id, procedure_code, procedure_name, level, applicant, applicant_name,"
-        " applicant_id_number, search_text, status, received_at, appointment_at,"
-        " original_appointment_at, first_promised_at, clock_paused_since, returned_at, on_time,"
-        " overdue_open, current_agency, current_action, updated_at)"
-        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-        " $18, $19, $20)"
-        " ON CONFLICT (id) DO UPDATE SET procedure_code = EXCLUDED.procedure_code,"
-        " procedure_name = EXCLUDED.procedure_name, level = EXCLUDED.level,"
-        " applicant = EXCLUDED.applicant, applicant_name = EXCLUDED.applicant_name,"
-        " applicant_id_number = EXCLUDED.applicant_id_number, search_text = EXCLUDED.search_text,"
-        " status = EXCLUDED.status, received_at = EXCLUDED.received_at,"
-        " appointment_at = EXCLUDED.appointment_at,"
-        " original_appointment_at = EXCLUDED.original_appointment_at,"
-        " first_promised_at = EXCLUDED.first_promised_at,"
-        " clock_paused_since = EXCLUDED.clock_paused_since, returned_at = EXCLUDED.returned_at,"
-        " on_time = EXCLUDED.on_time, overdue_open = EXCLUDED.overdue_open,"
-        " current_agency = EXCLUDED.current_agency, current_action = EXCLUDED.current_action,"
-        " updated_at = EXCLUDED.updated_at"
-        # Equal times: the later record on the partition is the later state.
-        " WHERE dossiers.updated_at <= EXCLUDED.updated_at"
-        " RETURNING true",
-        event.dossier_id,
-        event.procedure_code,
-        event.procedure_name,
-        event.level,
-        event.applicant.model_dump_json(),
-        event.applicant.full_name,
-        event.applicant.id_number,
-        search_text(event.dossier_id, event.applicant.full_name, event.applicant.id_number),
-        event.status,
-        event.received_at,
-        event.appointment_at,
-        event.original_appointment_at,
-        first_promised(event.appointment_at, event.original_appointment_at),
-        event.clock_paused_since,
-        event.returned_at,
-        event.on_time,
-        has_open_overdue_step(event.slip),
-        last.to_agency if last else None,
-        last.action if last else None,
-        event.updated_at,
+    slip = event.slip
+    return bool(
+        await conn.fetchval(
+            _SAVE_PROGRESS,
+            event.dossier_id,
+            event.procedure_code,
+            event.procedure_name,
+            event.level,
+            event.applicant.model_dump_json(),
+            event.applicant.full_name,
+            event.applicant.id_number,
+            search_text(event.dossier_id, event.applicant.full_name, event.applicant.id_number),
+            event.status,
+            event.received_at,
+            event.appointment_at,
+            event.original_appointment_at,
+            first_promised(event.appointment_at, event.original_appointment_at),
+            event.clock_paused_since,
+            event.returned_at,
+            event.on_time,
+            has_open_overdue_step(event.slip),
+            last.to_agency if last else None,
+            last.action if last else None,
+            event.updated_at,
+            [r.row for r in slip],
+            [r.step_index for r in slip],
+            [r.from_agency for r in slip],
+            [r.to_agency for r in slip],
+            [r.action for r in slip],
+            [r.budget_days for r in slip],
+            [r.sent_at for r in slip],
+            [r.due_at for r in slip],
+            [r.received_at for r in slip],
+            [r.completed_at for r in slip],
+            [r.outcome for r in slip],
+            [r.late_by_days for r in slip],
+            [r.overdue_at for r in slip],
+            [r.note for r in slip],
+        )
     )
-    if not kept:
-        return False
-    await conn.execute("DELETE FROM slip_rows WHERE dossier_id = $1", event.dossier_id)
-    await conn.executemany(
-        "INSERT INTO slip_rows (dossier_id, slip_row, step_index, from_agency, to_agency, action,"
-        " budget_days, sent_at, due_at, received_at, completed_at, outcome, late_by_days, overdue_at, note)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        [
-            (
-                event.dossier_id,
-                r.row,
-                r.step_index,
-                r.from_agency,
-                r.to_agency,
-                r.action,
-                r.budget_days,
-                r.sent_at,
-                r.due_at,
-                r.received_at,
-                r.completed_at,
-                r.outcome,
-                r.late_by_days,
-                r.overdue_at,
-                r.note,
-            )
-            for r in event.slip
-        ],
-    )
-    return True
 
 
 async def save_overdue(conn: Connection, event_id: str, event: StepOverdue) -> None:
