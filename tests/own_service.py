@@ -47,15 +47,20 @@ def handover(n: int, *, step: int = 1, prefix: str = "HS-OWN") -> CloudEvent:
     )
 
 
-def own_runtime(stack: Stack, table: str, *, stall_seconds: float = 120) -> tuple[ServiceRuntime, str]:
-    """A service with one table (``table``: its columns) whose subscriptions read the returned topic."""
+def own_runtime(
+    stack: Stack, table: str, *, stall_seconds: float = 120, database_url: str | None = None
+) -> tuple[ServiceRuntime, str]:
+    """A service with one table (``table``: its columns) whose subscriptions read the returned topic.
+
+    ``database_url``: another way to the stack's Postgres (a proxy), instead of its own URL.
+    """
     name = f"owntest_{uuid.uuid4().hex[:8]}"
     topic = topics.handoffs(name)
     runtime = ServiceRuntime(
         settings=ServiceSettings(
             service=name,
             kafka_bootstrap_servers=stack.bootstrap_servers,
-            database_url=stack.database_url,
+            database_url=database_url or stack.database_url,
             host="127.0.0.1",
             port=0,
             consumer_stall_seconds=stall_seconds,
