@@ -261,8 +261,8 @@ class RecordProcessor:
     async def _transact(self, incoming: list[_Incoming], consumer: str, handler: Handler) -> None:
         """Claim and handle every record in one transaction, retrying while Postgres is away.
 
-        Raises :class:`_Unbatchable` (from the handler's exception) when a handler refuses or
-        fails; the transaction is then rolled back.
+        Raises :class:`_Unbatchable` (from the cause) when a handler refuses or fails, or
+        Postgres refuses a statement; the transaction is then rolled back.
         """
         backoff = 0.1
         while True:
@@ -297,23 +297,28 @@ class RecordProcessor:
                 self._telemetry.handoff_latency.labels(consumer, one.event.type).observe(max(latency, 0.0))
 
     async def _commit(self, incoming: list[_Incoming], consumer: str, handler: Handler) -> set[str]:
-        """One unit of work for the batch; returns the ids it handled (not already in the inbox)."""
-        async with unit_of_work(
-            self._pool(), now=self._clock.now(), source=self._source, outbox_channel=self._channel
-        ) as uow:
-            fresh = await uow.claim_all(consumer, [one.event for one in incoming])
-            pending = set(fresh)
-            for one in incoming:
-                if one.event.id not in pending:
-                    continue
-                pending.discard(one.event.id)
-                with trace.use_span(one.span, end_on_exit=False):
-                    try:
+        """One unit of work for the batch; returns the ids it handled (not already in the inbox).
+
+        Anything but a transient error (a refusal, a bug in the handler, a statement Postgres
+        refuses) rolls it back and comes out as :class:`_Unbatchable`, so the record behind it
+        is dead-lettered rather than retried for ever.
+        """
+        try:
+            async with unit_of_work(
+                self._pool(), now=self._clock.now(), source=self._source, outbox_channel=self._channel
+            ) as uow:
+                fresh = await uow.claim_all(consumer, [one.event for one in incoming])
+                pending = set(fresh)
+                for one in incoming:
+                    if one.event.id not in pending:
+                        continue
+                    pending.discard(one.event.id)
+                    with trace.use_span(one.span, end_on_exit=False):
                         await handler(uow, one.event)
-                    except TRANSIENT_ERRORS:
-                        raise
-                    except Exception as exc:
-                        raise _Unbatchable(one.event.id) from exc
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:
+            raise _Unbatchable() from exc
         return fresh
 
     async def _park(self, record: ConsumerRecord, consumer: str, reason: str, detail: str) -> None:

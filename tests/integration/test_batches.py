@@ -102,3 +102,33 @@ async def test_a_refused_record_is_dead_lettered_alone_and_its_batch_commits(sta
         assert await runtime.pool.fetchval("SELECT count(*) FROM inbox") == 10
     finally:
         await drop(stack, runtime)
+
+
+async def test_a_record_whose_commit_postgres_refuses_is_dead_lettered_not_retried_for_ever(
+    stack: Stack,
+) -> None:
+    # A deferred constraint is checked at COMMIT, outside the handler: the second handoff of
+    # a dossier cannot commit, whichever batch it comes in.
+    runtime, topic = own_runtime(
+        stack, "event_id text PRIMARY KEY, dossier_id text UNIQUE DEFERRABLE INITIALLY DEFERRED"
+    )
+    group = f"{runtime.name}.handoffs"
+
+    async def once_per_dossier(uow: UnitOfWork, event: CloudEvent) -> None:
+        assert isinstance(event.data, DossierHandedOver)
+        await uow.conn.execute("INSERT INTO handled VALUES ($1, $2)", event.id, event.data.dossier_id)
+
+    runtime.subscribe(topic, consumer=group, accepts=(DossierHandedOver,), handler=once_per_dossier)
+    second = handover(2, step=2)
+    await publish(stack, topic, [handover(n) for n in range(5)] + [second])
+    await runtime.start()
+    try:
+        await wait_group_caught_up(stack.bootstrap_servers, group, topic)
+        assert await runtime.pool.fetchval("SELECT count(*) FROM handled") == 5
+        (parked,) = await read_topic(stack.bootstrap_servers, topics.dead_letters(runtime.name))
+        headers = {n: v.decode() for n, v in parked.headers}
+        assert headers["ce_id"] == second.id
+        assert headers["dlq_reason"] == "handler-error"
+        assert headers["dlq_detail"].startswith("UniqueViolationError")
+    finally:
+        await drop(stack, runtime)
