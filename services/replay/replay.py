@@ -257,7 +257,13 @@ class Replayer:
         self.concurrency = asyncio.Semaphore(concurrency)
         self.settle_timeout = settle_timeout
         self.report = ReplayReport()
-        self._http = httpx.AsyncClient(timeout=60)
+        # uvicorn closes a keep-alive connection idle for 5 s, httpx's default expiry is also
+        # 5 s: a request could go out on a connection the server is closing (httpx.ReadError;
+        # it ended a full-year replay at 45 %). Expire sooner; desk actions are retried too.
+        self._http = httpx.AsyncClient(
+            timeout=60,
+            transport=httpx.AsyncHTTPTransport(limits=httpx.Limits(keepalive_expiry=2.0), retries=3),
+        )
         self._producer = AIOKafkaProducer(
             bootstrap_servers=target.bootstrap_servers, enable_idempotence=True, acks="all", linger_ms=2
         )
@@ -341,8 +347,8 @@ class Replayer:
             path += "/supplements"
         else:
             path += "/supplement-requests"
-        response = await self._http.post(
-            self.intake + path, json=body, headers={"Idempotency-Key": f"replay:{item.event.id}"}
+        response = await post_idempotent(
+            self._http, self.intake + path, json=body, key=f"replay:{item.event.id}"
         )
         if response.status_code in (200, 201):
             self.report.reenacted += 1
@@ -352,6 +358,24 @@ class Replayer:
         self.report.refused.append(
             f"{item.kind} {dossier} at {item.at.isoformat()}: {response.status_code} {response.text}"
         )
+
+
+async def post_idempotent(
+    client: httpx.AsyncClient, url: str, *, json: Any, key: str, attempts: int = 3
+) -> httpx.Response:
+    """POST with an Idempotency-Key, sent again if the connection failed on the way.
+
+    Safe because of the key: a request that did reach the desk before the connection broke is
+    answered the second time with what it did the first (``Idempotent-Replayed: true``).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return await client.post(url, json=json, headers={"Idempotency-Key": key})
+        except httpx.TransportError:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")
 
 
 def _reenactment_body(kind: Kind, data: Any) -> dict[str, Any] | None:
