@@ -15,7 +15,7 @@ from contracts.events import ApologyIssued, DossierEscalated, DossierProgressed,
 from services.console.domain.dossiers import first_promised, has_open_overdue_step, search_text
 from services.console.domain.on_time import CompletedStep, Period, SettledDossier
 from services.console.domain.spans import Span
-from services.runtime.database import Connection, Migration
+from services.runtime.database import Connection, Migration, unnest_arrays
 
 MIGRATIONS = (
     Migration(
@@ -201,7 +201,7 @@ gone AS (
 slip AS (
     INSERT INTO slip_rows (dossier_id, {_SLIP_NAMES})
     SELECT kept.id, row.* FROM kept,
-        unnest({", ".join(f"${21 + i}::{type_}[]" for i, (_, type_) in enumerate(_SLIP_COLUMNS))})
+        unnest({unnest_arrays(_SLIP_COLUMNS, 21)})
         AS row({_SLIP_NAMES})
     ON CONFLICT (dossier_id, slip_row) DO UPDATE SET
         {", ".join(f"{name} = EXCLUDED.{name}" for name, _ in _SLIP_COLUMNS[1:])}

@@ -10,7 +10,7 @@ from typing import Any
 from contracts.events import Applicant
 from services.intake.domain.catalog import Step
 from services.intake.domain.dossier import Dossier, DossierStatus, Handoff
-from services.runtime.database import Connection, Migration
+from services.runtime.database import Connection, Migration, unnest_arrays
 
 MIGRATIONS = (
     Migration(
@@ -221,7 +221,7 @@ WITH dossier AS (
 )
 INSERT INTO handoffs (dossier_id, {_SLIP_NAMES})
 SELECT dossier.id, slip.* FROM dossier,
-    unnest({", ".join(f"${22 + i}::{type_}[]" for i, (_, type_) in enumerate(_SLIP_COLUMNS))})
+    unnest({unnest_arrays(_SLIP_COLUMNS, 22)})
     AS slip({_SLIP_NAMES})
 ON CONFLICT (dossier_id, row_index) DO UPDATE SET received_at = excluded.received_at,
     completed_at = excluded.completed_at, outcome = excluded.outcome, note = excluded.note,

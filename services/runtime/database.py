@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -52,6 +52,14 @@ RUNTIME_MIGRATIONS = (
     ),
 )
 """Tables every service has: the outbox and the inbox."""
+
+
+def unnest_arrays(columns: Sequence[tuple[str, str]], first: int) -> str:
+    """``$first::type[], …``: one array parameter per (name, type) column, for ``unnest(…)``.
+
+    Writing many rows in one statement (one round trip) passes each column as an array.
+    """
+    return ", ".join(f"${first + i}::{type_}[]" for i, (_, type_) in enumerate(columns))
 
 
 _SESSION_STATE: set[int] = set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 DEFAULT_CONSUMER_BATCH_SIZE = 200
@@ -81,23 +82,20 @@ class ServiceSettings:
 
 def _seconds(name: str, default: str) -> float:
     """A positive number of seconds from the environment variable ``name``."""
-    text = os.environ.get(name, default)
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise ConfigurationError(f"{name}={text!r} is not a positive number of seconds")
-    return value
+    return _positive(name, default, float, "a positive number of seconds")
 
 
 def _count(name: str, default: str) -> int:
     """A positive whole number from the environment variable ``name``."""
+    return int(_positive(name, default, int, "a positive whole number"))
+
+
+def _positive(name: str, default: str, parse: Callable[[str], float], what: str) -> float:
     text = os.environ.get(name, default)
     try:
-        value = int(text)
+        value = parse(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise ConfigurationError(f"{name}={text!r} is not a positive whole number")
+    if not value > 0:
+        raise ConfigurationError(f"{name}={text!r} is not {what}")
     return value
