@@ -25,6 +25,14 @@ CITIZEN: Final = "citizen"
 """Not an agency: the applicant, whose steps (paying) pause the clock."""
 
 
+SOURCE_PREFIX: Final = "/vn/gov/agencies/"
+
+
 def source_uri(agency: str) -> str:
     """The CloudEvents ``source`` of everything an agency publishes."""
-    return f"/vn/gov/agencies/{agency}"
+    return f"{SOURCE_PREFIX}{agency}"
+
+
+def agency_of(source: str) -> str | None:
+    """The agency a CloudEvents ``source`` names (None if it names none)."""
+    return source.removeprefix(SOURCE_PREFIX) if source.startswith(SOURCE_PREFIX) else None

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from infra.kafka import free_port
+from infra.kafka.acls import OPERATOR
+from infra.kafka.node import ADMIN_PRINCIPAL
 from infra.stack import Stack
 from services.replay.replay import Target
 
@@ -54,8 +56,12 @@ async def fresh_system(
         },
         bootstrap_servers=stack.bootstrap_servers,
         database_url=await create_database(stack.database_url, name),
+        trust=stack.secrets,
+        extra_key_registries=stack.extra_key_registries,
+        admin_access=stack.kafka_access(ADMIN_PRINCIPAL),
     )
     try:
+        await asyncio.to_thread(system.provision)
         system.start_mailbox()
         for service in services:
             system.start_service(service)
@@ -73,7 +79,7 @@ def prefix_of(system: Stack) -> str:
 def target_of(system: Stack) -> Target:
     """The system as a replay target: every service it runs is under replay."""
     return Target(
-        bootstrap_servers=system.bootstrap_servers,
+        kafka=system.kafka_access(OPERATOR),
         services={name: service.url for name, service in system.services.items()},
         topic_prefix=prefix_of(system),
     )

@@ -18,9 +18,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from infra.kafka import free_port
+from infra.kafka.acls import OPERATOR
 from infra.stack import REPO, Stack, interrupt_on_signals
+from infra.trust import TrustStore
 from services.intake.app import load_catalog
-from services.replay.recording import RecordingHeader, write_recording
+from services.replay.recording import RecordingHeader, signed_as_published, write_recording
 from services.replay.replay import Target, replay
 from services.replay.report import expected, measured, render
 from services.replay.year import generate
@@ -34,6 +36,7 @@ async def run(scale: float, run_dir: Path, *, progress: bool = True) -> int:
     year = generate(scale=scale)
     recording = run_dir / f"year-{year.year}-scale-{scale}.jsonl.gz"
     run_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything runs
+    trust = TrustStore(run_dir / "trust")
     write_recording(
         recording,
         RecordingHeader(
@@ -43,7 +46,8 @@ async def run(scale: float, run_dir: Path, *, progress: bool = True) -> int:
             records=len(year.records),
             note=f"services.replay.year, scale {scale}",
         ),
-        year.records,
+        # Signed with the keys of the system it is replayed into, which verifies every record.
+        signed_as_published(year.records, trust.signing_key),
     )
     _say(f"generated {len(year.dossiers):,} dossiers, {len(year.records):,} boundary events -> {recording}")
     # The clocks start the day before the first arrival: nothing is due before it.
@@ -54,11 +58,12 @@ async def run(scale: float, run_dir: Path, *, progress: bool = True) -> int:
         controller_port=free_port(),
         ports={name: free_port() for name in REPLAYED},
         extra_env={"CLOCK": "virtual", "VIRTUAL_CLOCK_START": start, "LOG_LEVEL": "WARNING"},
+        trust=trust,
     )
     try:
         stack.start()
         target = Target(
-            bootstrap_servers=stack.bootstrap_servers,
+            kafka=stack.kafka_access(OPERATOR),
             services={name: s.url for name, s in stack.services.items()},
         )
         report = await replay(recording, target, progress=progress)

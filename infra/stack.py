@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -17,13 +18,22 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from contracts.agencies import agency_of
 from infra.kafka import KafkaNode, ensure_jars, free_port
+from infra.kafka.acls import OPERATOR, declared_grants, principals_of, service_runtimes
+from infra.kafka.acls import apply as apply_grants
+from infra.kafka.node import ADMIN_PRINCIPAL
 from infra.mailbox import MailboxProcess
 from infra.postgres import EmbeddedPostgres, database_url_or_embedded
+from infra.trust import TrustStore, write_private
+from services.runtime.kafka_access import KafkaAccess, KafkaAccessError
+from services.runtime.settings import ServiceSettings
 
 SERVICES: dict[str, int] = {
     "intake": 8000,
@@ -35,6 +45,12 @@ SERVICES: dict[str, int] = {
 """Every service and its default port (``<SERVICE>_PORT`` overrides it)."""
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def service_agencies() -> dict[str, str]:
+    """The agency each service publishes as (only services that publish: they need a signing key)."""
+    return {r.name: r.agency for r in service_runtimes() if r.publications}
 
 
 class StackError(RuntimeError):
@@ -82,6 +98,53 @@ class Stack:
     bootstrap_servers: str = ""
     database_url: str = ""
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+    trust: TrustStore | None = None
+    """The deployment's secrets (default ``<run_dir>/trust``); a system beside a stack shares its store."""
+    admin_access: KafkaAccess | None = None
+    """The super user that provisions principals, topics and ACLs."""
+    extra_key_registries: tuple[Path, ...] = ()
+    """Public keys trusted beside the deployment's own (the golden streams' signers, in tests)."""
+
+    def __post_init__(self) -> None:
+        if self.trust is None:
+            self.trust = TrustStore(self.run_dir / "trust")
+
+    @property
+    def secrets(self) -> TrustStore:
+        """The trust store (set in ``__post_init__``)."""
+        assert self.trust is not None
+        return self.trust
+
+    @property
+    def topic_prefix(self) -> str:
+        """The system's ``KAFKA_TOPIC_PREFIX`` (empty for a normal deployment)."""
+        return self.extra_env.get("KAFKA_TOPIC_PREFIX", "")
+
+    def kafka_access(self, principal: str) -> KafkaAccess:
+        """How ``principal`` reaches this stack's Kafka (``admin`` for the super user)."""
+        if principal == ADMIN_PRINCIPAL and self.admin_access is not None:
+            return self.admin_access
+        return self.secrets.kafka_access(self.bootstrap_servers, principal)
+
+    @property
+    def superuser(self) -> KafkaAccess:
+        """The super user's access: provisioning, and tests that inspect or inject records."""
+        return self.kafka_access(ADMIN_PRINCIPAL)
+
+    def provision(self) -> None:
+        """Principals, topics and ACLs for this system's topic prefix.
+
+        From the services' declarations and the agencies onboarded with ``python -m infra.agencies``.
+        """
+        grants = declared_grants(self.topic_prefix, self.secrets.agencies())
+        passwords = {p: self.secrets.kafka_password(p) for p in principals_of(grants)}
+        apply_grants(
+            self.kafka_access(ADMIN_PRINCIPAL),
+            grants,
+            passwords,
+            partitions=int(os.environ.get("KAFKA_PARTITIONS", "6")),
+            replication=int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1")),
+        )
 
     def start(self, *, services: bool = True) -> None:
         """Start everything (or only Kafka and Postgres) and wait until each is ready."""
@@ -97,18 +160,27 @@ class Stack:
         """Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set) and Postgres (unless DATABASE_URL)."""
         existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if existing:
+            # An existing cluster: the environment names a super user to provision with.
+            try:
+                self.admin_access = KafkaAccess.from_env(os.environ)
+            except KafkaAccessError as exc:
+                raise StackError(f"with KAFKA_BOOTSTRAP_SERVERS set, {exc} (a super user's)") from exc
             self.bootstrap_servers = existing
         else:
             _say("Kafka: preparing Apache Kafka jars (cached after the first run)")
             ensure_jars()
             self.kafka = KafkaNode(
-                data_dir=self.run_dir / "kafka", port=self.kafka_port, controller_port=self.controller_port
+                data_dir=self.run_dir / "kafka",
+                security=self.secrets.broker_security(),
+                port=self.kafka_port,
+                controller_port=self.controller_port,
             )
             if not self.kafka.is_running():
                 self.kafka.start()
             self.kafka.wait_ready(timeout=90)
             self.bootstrap_servers = self.kafka.bootstrap_servers
-        _say(f"Kafka: ready at {self.bootstrap_servers}")
+        self.provision()
+        _say(f"Kafka: ready at {self.bootstrap_servers} (SASL/SCRAM, ACLs from the services' declarations)")
         self.database_url, self.postgres = database_url_or_embedded(self.run_dir / "postgres")
         _say("Postgres: ready" + (" (embedded pgserver)" if self.postgres else " (DATABASE_URL)"))
         self.start_mailbox()
@@ -134,6 +206,9 @@ class Stack:
     def env(self) -> dict[str, str]:
         """The environment every service process gets."""
         env = dict(os.environ)
+        # A super user's credentials given to make run must not leak into the services.
+        for name in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"):
+            env.pop(name, None)
         env.update(
             {
                 "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
@@ -146,6 +221,61 @@ class Stack:
             }
         )
         return env
+
+    def service_env(self, name: str) -> dict[str, str]:
+        """Everything service ``name`` starts with: the stack's environment and its own identity.
+
+        Each service authenticates to Kafka as itself (its own principal, its own ACLs).
+        """
+        env = {**self.env(), **self.kafka_access(name).env(), **self.signing_env()}
+        agency = service_agencies().get(name)
+        if agency is not None:
+            env["SIGNING_KEY_FILE"] = str(self.secrets.signing_key_path(agency))
+        return env
+
+    def signed_headers(self, headers: Sequence[tuple[str, bytes]], value: bytes) -> list[tuple[str, bytes]]:
+        """``headers`` signed with the key of the agency their ``ce_source`` names (tools and tests).
+
+        What a producer of that agency would send; raises if the source names no agency.
+        """
+        source = dict(headers).get("ce_source", b"").decode()
+        agency = agency_of(source)
+        if agency is None:
+            raise ValueError(f"ce_source {source!r} names no agency: nothing to sign with")
+        return self.secrets.signing_key(agency).sign(headers, value)
+
+    def settings_for(
+        self, service: str, *, agency: str | None = None, database_url: str | None = None, **more: Any
+    ) -> ServiceSettings:
+        """Settings for a service run inside this process (integration tests) against this stack.
+
+        It connects as the super user (a throwaway service has no principal of its own), verifies
+        with the stack's key registry and, given ``agency``, signs with that agency's key.
+        """
+        return ServiceSettings(
+            service=service,
+            kafka=self.superuser,
+            database_url=database_url or self.database_url,
+            host="127.0.0.1",
+            port=0,
+            key_registry=(self.secrets.key_registry_path, *self.extra_key_registries),
+            signing_key_file=self.secrets.signing_key_path(agency) if agency else None,
+            **more,
+        )
+
+    def write_operator_env(self) -> Path:
+        """The operator tools' settings (Kafka as ``operator``, the key registry) in a 0600 file."""
+        settings = {**self.kafka_access(OPERATOR).env(), **self.signing_env()}
+        if self.topic_prefix:
+            settings["KAFKA_TOPIC_PREFIX"] = self.topic_prefix
+        path = self.secrets.root / "operator.env"
+        write_private(path, "".join(f"{name}={value}\n" for name, value in settings.items()))
+        return path
+
+    def signing_env(self) -> dict[str, str]:
+        """Where every process of the system finds the public keys to verify records with."""
+        paths = (self.secrets.key_registry_path, *self.extra_key_registries)
+        return {"SIGNING_KEY_REGISTRY": os.pathsep.join(str(p) for p in paths)}
 
     def start_service(self, name: str, *, extra_env: dict[str, str] | None = None) -> ServiceProcess:
         """Start one service process (again, after a kill) with its log appended.
@@ -162,7 +292,7 @@ class Stack:
             service.process = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}"],
                 cwd=REPO,
-                env={**self.env(), **self._clock_env(), **(extra_env or {})},
+                env={**self.service_env(name), **self._clock_env(), **(extra_env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop them in order
@@ -290,12 +420,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start()
         intake = stack.services["intake"].url
+        operator_env = stack.write_operator_env()
         print(
             f"\nThe system is running.\n"
             f"  Intake API:  {intake}  (OpenAPI: {intake}/docs, {intake}/openapi.json)\n"
             f"  Console:     {stack.services['console'].url}/login?token={token}\n"
             f"  Procedures:  curl {intake}/procedures\n"
-            f"  Kafka:       {stack.bootstrap_servers}\n"
+            f"  Kafka:       {stack.bootstrap_servers} (SASL/SCRAM-SHA-512; credentials in"
+            f" {stack.secrets.root}, mode 0600)\n"
+            f"  Operator:    set -a; . {operator_env}; set +a   (then the record, replay and"
+            f" dead-letter tools)\n"
+            f"  Agencies:    python -m infra.agencies add <name>   (principal, ACLs, signing key)\n"
             f"  Notices:     curl '{stack.services['notification'].url}/notices?dossier_id=…'\n"
             f"  Mail:        {_mail_summary(stack)}\n"
             f"  Logs:        {args.run_dir / 'logs'}\n"

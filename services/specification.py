@@ -22,12 +22,8 @@ from faststream.specification import AsyncAPI
 from contracts.events import EVENT_TYPES
 from contracts.examples import EXAMPLES
 from contracts.registry import schema_of
-from services.intake import app as intake_app
-from services.land_registry import app as land_registry_app
-from services.notification import app as notification_app
+from infra.kafka.acls import service_runtimes
 from services.runtime.service import ServiceRuntime
-from services.runtime.settings import ServiceSettings
-from services.tax import app as tax_app
 
 CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"
 ASYNCAPI_FILE = CONTRACTS_DIR / "asyncapi.yaml"
@@ -36,24 +32,11 @@ VERSION = "1.0.0"
 
 
 def runtimes() -> list[ServiceRuntime]:
-    """Every service's runtime, wired but not started (no connection is made)."""
+    """The runtimes of the services in the AsyncAPI document, wired but not started.
 
-    def settings(service: str) -> ServiceSettings:
-        return ServiceSettings(
-            service=service,
-            kafka_bootstrap_servers="kafka:9092",
-            database_url="postgresql://documentation-only",
-            host="127.0.0.1",
-            port=0,
-        )
-
-    intake_runtime, _ = intake_app.build_runtime(settings("intake"))
-    return [
-        intake_runtime,
-        land_registry_app.build_runtime(settings("land_registry")),
-        tax_app.build_runtime(settings("tax")),
-        notification_app.build_runtime(settings("notification")),
-    ]
+    The console is left out: it publishes nothing and reads only what the desk publishes.
+    """
+    return service_runtimes(names=("intake", "land_registry", "tax", "notification"))
 
 
 def asyncapi_yaml(services: list[ServiceRuntime]) -> str:

@@ -8,13 +8,14 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.runtime.kafka_access import KafkaAccess
 from services.runtime.topic_reader import partitions_of, read_topic
 
 __all__ = ["read_topic", "topic_size", "wait_group_caught_up"]
 
 
-async def _end_offsets(bootstrap: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+async def _end_offsets(access: KafkaAccess, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(**access.client_kwargs())
     await consumer.start()
     try:
         return dict(await consumer.end_offsets(partitions)) if partitions else {}
@@ -22,17 +23,17 @@ async def _end_offsets(bootstrap: str, partitions: list[TopicPartition]) -> dict
         await consumer.stop()
 
 
-async def topic_size(bootstrap: str, topic: str) -> int:
+async def topic_size(access: KafkaAccess, topic: str) -> int:
     """How many records ``topic`` holds (sum of end offsets; our topics are never compacted)."""
-    return sum((await _end_offsets(bootstrap, await partitions_of(bootstrap, topic))).values())
+    return sum((await _end_offsets(access, await partitions_of(access, topic))).values())
 
 
-async def wait_group_caught_up(bootstrap: str, group: str, topic: str, *, timeout: float = 30) -> None:
+async def wait_group_caught_up(access: KafkaAccess, group: str, topic: str, *, timeout: float = 30) -> None:
     """Wait until consumer ``group`` has committed every record currently on ``topic``."""
-    partitions = await partitions_of(bootstrap, topic)
+    partitions = await partitions_of(access, topic)
     assert partitions, f"topic {topic} has no partitions"
-    end = await _end_offsets(bootstrap, partitions)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    end = await _end_offsets(access, partitions)
+    admin = AIOKafkaAdminClient(**access.client_kwargs())
     await admin.start()
     try:
         deadline = time.monotonic() + timeout

@@ -19,8 +19,7 @@ from contracts.envelope import CloudEvent
 from contracts.events import Applicant, DossierHandedOver
 from infra.stack import Stack
 from services.runtime.database import Migration
-from services.runtime.service import ServiceRuntime
-from services.runtime.settings import ServiceSettings
+from services.runtime.service import ServiceRuntime, ensure_topics
 from tests.dossier_samples import applicant
 
 WHEN = datetime(2026, 3, 9, 1, 0, tzinfo=UTC)
@@ -57,12 +56,10 @@ def own_runtime(
     name = f"owntest_{uuid.uuid4().hex[:8]}"
     topic = topics.handoffs(name)
     runtime = ServiceRuntime(
-        settings=ServiceSettings(
-            service=name,
-            kafka_bootstrap_servers=stack.bootstrap_servers,
+        settings=stack.settings_for(
+            name,
+            agency=name,
             database_url=database_url or stack.database_url,
-            host="127.0.0.1",
-            port=0,
             consumer_stall_seconds=stall_seconds,
         ),
         agency=name,
@@ -73,12 +70,17 @@ def own_runtime(
 
 
 async def publish(stack: Stack, topic: str, events: list[CloudEvent]) -> None:
-    """Write ``events`` to ``topic`` in order, each acknowledged before the next."""
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers)
+    """Write ``events`` to ``topic`` in order, each acknowledged before the next (signed by their sources).
+
+    The topic is created first: the broker creates none on its own, and the service may not be up yet.
+    """
+    await ensure_topics(stack.superuser, [topic])
+    producer = AIOKafkaProducer(**stack.superuser.client_kwargs())
     await producer.start()
     try:
         for event in events:
-            await producer.send_and_wait(topic, key=event.key, value=event.value(), headers=event.headers())
+            headers = stack.signed_headers(event.headers(), event.value())
+            await producer.send_and_wait(topic, key=event.key, value=event.value(), headers=headers)
     finally:
         await producer.stop()
 

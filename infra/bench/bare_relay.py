@@ -39,6 +39,7 @@ from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 
 from infra.bench.common import create_topics, memory_mb, say
+from services.runtime.kafka_access import KafkaAccess
 
 RELAY_TIMEOUT_SECONDS = 600
 
@@ -81,11 +82,11 @@ async def _raw_records(message: StreamMessage[tuple[ConsumerRecord, ...]]) -> tu
 
 
 async def relay(
-    bootstrap: str, *, source: str, target: str, group: str, count: int, batch: int = 0
+    access: KafkaAccess, *, source: str, target: str, group: str, count: int, batch: int = 0
 ) -> dict[str, float]:
     """Run the relay until ``count`` records went from ``source`` to ``target``; return timings."""
     started = time.perf_counter()
-    broker = KafkaBroker(bootstrap, client_id="bare-relay")
+    broker = KafkaBroker(access.bootstrap_servers, security=access.security(), client_id="bare-relay")
     done = asyncio.Event()
     seen = 0
     first = 0.0
@@ -158,15 +159,15 @@ def _read_result(code: int, result_path: Path, log_path: Path) -> dict[str, Any]
     return result
 
 
-async def _end_offsets_total(bootstrap: str, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-count")
+async def _end_offsets_total(access: KafkaAccess, topic: str) -> int:
+    admin = AIOKafkaAdminClient(**access.client_kwargs(), client_id="bench-count")
     await admin.start()
     try:
         described = await admin.describe_topics([topic])
     finally:
         await admin.close()
     partitions = [TopicPartition(topic, p["partition"]) for d in described for p in d.get("partitions", [])]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="bench-count")
+    consumer = AIOKafkaConsumer(**access.client_kwargs(), client_id="bench-count")
     await consumer.start()
     try:
         offsets = await consumer.end_offsets(partitions) if partitions else {}
@@ -175,9 +176,9 @@ async def _end_offsets_total(bootstrap: str, topic: str) -> int:
         await consumer.stop()
 
 
-async def produce_copies(bootstrap: str, topic: str, sample: SampleRecord, count: int) -> None:
+async def produce_copies(access: KafkaAccess, topic: str, sample: SampleRecord, count: int) -> None:
     """Write ``count`` copies of ``sample`` to ``topic``, each with its own key (spread over partitions)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(**access.client_kwargs(), enable_idempotence=True, linger_ms=5)
     await producer.start()
     try:
         futures = [
@@ -192,7 +193,7 @@ async def produce_copies(bootstrap: str, topic: str, sample: SampleRecord, count
 
 
 async def measure(
-    bootstrap: str, *, sample: SampleRecord, count: int, prefix: str, log_path: Path, batch: int = 0
+    access: KafkaAccess, *, sample: SampleRecord, count: int, prefix: str, log_path: Path, batch: int = 0
 ) -> RelayResults:
     """Pre-produce ``count`` records to ``<prefix>.in``, relay them to ``<prefix>.out``, time it.
 
@@ -200,9 +201,9 @@ async def measure(
     """
     kind = f"batched relay ({batch} per poll)" if batch else "bare relay"
     source, target = f"{prefix}.in", f"{prefix}.out"
-    await create_topics(bootstrap, [source, target])
+    await create_topics(access, [source, target])
     say(f"{kind}: producing {count} copies of a real record ({sample.size} B) to {source}")
-    await produce_copies(bootstrap, source, sample, count)
+    await produce_copies(access, source, sample, count)
     result_path = log_path.with_suffix(".json")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     say(f"{kind}: starting the FastStream relay process")
@@ -212,7 +213,7 @@ async def measure(
             "-m",
             "infra.bench.bare_relay",
             "--bootstrap",
-            bootstrap,
+            access.bootstrap_servers,
             "--source",
             source,
             "--target",
@@ -227,6 +228,7 @@ async def measure(
             str(batch),
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, **access.env()},
         )
         try:
             async with asyncio.timeout(RELAY_TIMEOUT_SECONDS + 60):
@@ -237,7 +239,7 @@ async def measure(
                     process.kill()
                 await process.wait()
     result = _read_result(code, result_path, log_path)
-    landed = await _end_offsets_total(bootstrap, target)
+    landed = await _end_offsets_total(access, target)
     rate = result["records"] / result["seconds"] if result["seconds"] > 0 else 0.0
     say(f"{kind}: {rate:,.0f} records/s ({landed} records on {target})")
     return RelayResults(
@@ -269,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, float | None] = dict(
         asyncio.run(
             relay(
-                args.bootstrap,
+                KafkaAccess.for_tool(args.bootstrap),
                 source=args.source,
                 target=args.target,
                 group=args.group,

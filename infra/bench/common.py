@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from services.runtime.kafka_access import KafkaAccess
 from services.runtime.service import ensure_topics
 
 PARTITIONS = 6
@@ -22,9 +23,9 @@ def say(message: str) -> None:
     print(f"[bench {time.monotonic() - _START:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-async def create_topics(bootstrap: str, names: Sequence[str], partitions: int = PARTITIONS) -> None:
+async def create_topics(access: KafkaAccess, names: Sequence[str], partitions: int = PARTITIONS) -> None:
     """Create ``names`` with ``partitions`` partitions each (no-op for those that exist)."""
-    await ensure_topics(bootstrap, names, partitions=partitions, client_id="bench-setup")
+    await ensure_topics(access, names, partitions=partitions, client_id="bench-setup")
 
 
 def memory_mb(pid: int) -> tuple[float, float] | None:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from infra.bench.common import create_topics, say
 from infra.kafka import libs_dir
+from infra.trust import write_private
+from services.runtime.kafka_access import KafkaAccess
 
 _LOG4J = (Path(__file__).resolve().parent.parent / "kafka" / "log4j.properties").as_uri()
 _PRODUCER_SUMMARY = re.compile(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\)")
@@ -86,9 +88,16 @@ def parse_consumer(output: str) -> tuple[float, float]:
     return float(row["fetch.nMsg.sec"]), float(row["nMsg.sec"])
 
 
-async def measure(bootstrap: str, *, topic: str, records: int, record_size: int) -> KafkaToolResults:
-    """Produce ``records`` records of ``record_size`` bytes as fast as possible, then consume them."""
-    await create_topics(bootstrap, [topic])
+async def measure(
+    access: KafkaAccess, *, topic: str, records: int, record_size: int, work_dir: Path
+) -> KafkaToolResults:
+    """Produce ``records`` records of ``record_size`` bytes as fast as possible, then consume them.
+
+    The tools authenticate as ``access`` does (a client properties file in ``work_dir``, mode 0600).
+    """
+    await create_topics(access, [topic])
+    client_config = work_dir / "kafka-tools.properties"
+    write_private(client_config, access.java_properties())
     say(f"Kafka ProducerPerformance: {records} records of {record_size} B to {topic}")
     produced = await _run_tool(
         "org.apache.kafka.tools.ProducerPerformance",
@@ -101,8 +110,8 @@ async def measure(bootstrap: str, *, topic: str, records: int, record_size: int)
             str(record_size),
             "--throughput",
             "-1",
-            "--producer-props",
-            f"bootstrap.servers={bootstrap}",
+            "--producer.config",
+            str(client_config),
         ],
         timeout=600,
     )
@@ -113,7 +122,9 @@ async def measure(bootstrap: str, *, topic: str, records: int, record_size: int)
         "org.apache.kafka.tools.ConsumerPerformance",
         [
             "--bootstrap-server",
-            bootstrap,
+            access.bootstrap_servers,
+            "--consumer.config",
+            str(client_config),
             "--topic",
             topic,
             "--messages",

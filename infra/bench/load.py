@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from infra.bench.common import percentile, say
+from services.runtime.kafka_access import KafkaAccess
 
 SERVICE_SCHEMAS = ("intake", "land_registry", "tax", "notification", "console")
 """Every schema that may have an outbox and an inbox."""
@@ -169,7 +170,7 @@ class LoadDriver:
         *,
         intake_url: str,
         database_url: str,
-        bootstrap: str,
+        kafka: KafkaAccess,
         topic_prefix: str = "",
         max_connections: int = 16,
         cpu_probe: Callable[[], dict[str, float]] | None = None,
@@ -178,7 +179,7 @@ class LoadDriver:
         self._cpu_start: tuple[float, dict[str, float]] = (0.0, {})
         self._intake_url = intake_url
         self._database_url = database_url
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._topic_prefix = topic_prefix
         self._max_connections = max_connections
         self._numbers = iter(range(1, 10**9))
@@ -329,8 +330,8 @@ class LoadDriver:
     async def wait_drained(self) -> float:
         """Wait until every service's consumer group has committed all it has to read; return when."""
         groups = await self._service_groups()
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id="bench-lag")
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, client_id="bench-lag")
+        admin = AIOKafkaAdminClient(**self._kafka.client_kwargs(), client_id="bench-lag")
+        consumer = AIOKafkaConsumer(**self._kafka.client_kwargs(), client_id="bench-lag")
         await admin.start()
         await consumer.start()
         try:

@@ -15,7 +15,7 @@ from pathlib import Path
 from infra.bench.common import say
 from infra.fresh import fresh_system, target_of
 from infra.stack import Stack
-from services.replay.recording import RecordingHeader, write_recording
+from services.replay.recording import RecordingHeader, signed_as_published, write_recording
 from services.replay.replay import replay
 from services.replay.year import generate
 
@@ -43,7 +43,7 @@ async def measure(stack: Stack, *, scale: float, working_days: int, work_dir: Pa
     header = RecordingHeader(
         recorded_at=year.first_moment, source="generator", topics=(), records=len(year.records)
     )
-    write_recording(recording, header, year.records)
+    write_recording(recording, header, signed_as_published(year.records, stack.secrets.signing_key))
     say(
         f"replay: {len(year.dossiers)} dossiers, {len(year.records)} events ({working_days} working days"
         f" of the year at scale {scale:g}) into a fresh desk, notification and console"

@@ -29,7 +29,9 @@ from infra.bench.common import cpu_seconds, memory_mb, say
 from infra.bench.load import LoadDriver, Phase
 from infra.bench.report import TARGETS, machine, table
 from infra.kafka import KAFKA_VERSION, free_port
+from infra.kafka.node import ADMIN_PRINCIPAL
 from infra.stack import REPO, SERVICES, Stack, interrupt_on_signals
+from services.runtime.kafka_access import KafkaAccess
 from services.runtime.settings import DEFAULT_CONSUMER_BATCH_SIZE
 
 RESULTS_PATH = REPO / "bench-results.json"
@@ -94,9 +96,9 @@ QUICK = BenchConfig(
 )
 
 
-async def _sample_record(bootstrap: str, topic: str, dossier_ids: set[str]) -> SampleRecord:
+async def _sample_record(access: KafkaAccess, topic: str, dossier_ids: set[str]) -> SampleRecord:
     """One of our real ``dossier.handed_over`` records, read back from ``topic``."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(topic, **access.client_kwargs(), auto_offset_reset="earliest")
     await consumer.start()
     fallback: SampleRecord | None = None
     try:
@@ -172,14 +174,16 @@ def _ratio(ours: float, theirs: float | None) -> float | None:
 
 async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str, Any]) -> dict[str, Any]:
     """Every measurement on ``stack`` (already started, services healthy); return the results."""
-    bootstrap = stack.bootstrap_servers
+    # The bench's own tools (Kafka's performance tools, the bare relays, the lag probe) run as the
+    # super user: they create topics and consumer groups no service declares.
+    kafka = stack.kafka_access(ADMIN_PRINCIPAL)
     prefix = stack.env().get("KAFKA_TOPIC_PREFIX", "")
     run_id = uuid.uuid4().hex[:8]
     intake = stack.services["intake"].url
     async with LoadDriver(
         intake_url=intake,
         database_url=stack.database_url,
-        bootstrap=bootstrap,
+        kafka=kafka,
         topic_prefix=prefix,
         cpu_probe=_cpu_probe(stack),
     ) as driver:
@@ -187,21 +191,25 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
         warmup = await driver.closed_loop(
             "warm-up", dossiers=config.warmup_dossiers, concurrency=config.warmup_dossiers
         )
-        sample = await _sample_record(bootstrap, f"{prefix}handoffs.land_registry", set(warmup.dossier_ids))
+        sample = await _sample_record(kafka, f"{prefix}handoffs.land_registry", set(warmup.dossier_ids))
         say(f"a real handed_over record: {sample.size} B (value {len(sample.value)} B)")
 
         tools = await kafka_tools.measure(
-            bootstrap, topic=f"bench.{run_id}.perf", records=config.kafka_records, record_size=sample.size
+            kafka,
+            topic=f"bench.{run_id}.perf",
+            records=config.kafka_records,
+            record_size=sample.size,
+            work_dir=stack.run_dir,
         )
         relay = await bare_relay.measure(
-            bootstrap,
+            kafka,
             sample=sample,
             count=config.relay_records,
             prefix=f"bench.{run_id}.relay",
             log_path=stack.run_dir / "logs" / "bare-relay.log",
         )
         batched = await bare_relay.measure(
-            bootstrap,
+            kafka,
             sample=sample,
             count=config.relay_records,
             prefix=f"bench.{run_id}.batched-relay",

@@ -30,6 +30,12 @@ def _parser() -> argparse.ArgumentParser:
         default=Path(".run/kafka"),
         help="config, data, kafka.log and kafka.pid (default: .run/kafka)",
     )
+    p.add_argument(
+        "--trust-dir",
+        type=Path,
+        default=Path(".run/trust"),
+        help="the deployment's secrets: admin and controller passwords (default: .run/trust)",
+    )
     p.add_argument("--port", type=int, default=9092, help="client port (default 9092)")
     p.add_argument(
         "--controller-port",
@@ -103,7 +109,15 @@ def _status(node: KafkaNode) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return the process exit code (1 on failure, with a message)."""
     args = _parser().parse_args(argv)
-    node = KafkaNode(data_dir=args.data_dir, port=args.port, controller_port=args.controller_port)
+    # Imported here: the trust store imports the runtime, which `fetch` on a bare machine does not need.
+    from infra.trust import TrustStore
+
+    node = KafkaNode(
+        data_dir=args.data_dir,
+        security=TrustStore(args.trust_dir).broker_security(),
+        port=args.port,
+        controller_port=args.controller_port,
+    )
     try:
         if args.command == "fetch":
             print(ensure_jars())

@@ -22,11 +22,14 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 __all__ = [
+    "ADMIN_PRINCIPAL",
     "KAFKA_VERSION",
+    "BrokerSecurity",
     "KafkaNode",
     "KafkaRuntimeError",
     "cache_dir",
@@ -51,6 +54,55 @@ _TAIL_LINES = 40
 _API_VERSIONS = 18
 _API_METADATA = 3
 _CLIENT_ID = b"infra.kafka.probe"
+
+
+ADMIN_PRINCIPAL = "admin"
+"""The broker's super user: the broker itself between listeners, and provisioning (users, ACLs, topics)."""
+SASL_MECHANISM = "SCRAM-SHA-512"
+
+
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """The secrets a broker starts with: SASL/SCRAM for clients, the StandardAuthorizer for ACLs.
+
+    Clients use SCRAM-SHA-512 on the only client listener; nobody gets in without a user, and no
+    one may do anything an ACL does not allow (``allow.everyone.if.no.acl.found=false``). The
+    controller listener uses SASL/PLAIN with a password of its own: SCRAM credentials live in the
+    metadata log the controller serves, so they cannot guard the controller itself (KIP-900).
+    """
+
+    admin_password: str
+    """SCRAM password of :data:`ADMIN_PRINCIPAL`, written into the storage at format time."""
+    controller_password: str
+
+    def properties(self) -> dict[str, str]:
+        """The ``server.properties`` entries that turn authentication and authorization on."""
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+        plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+        controller = f'username="controller" password="{self.controller_password}"'
+        return {
+            "listener.security.protocol.map": "BROKER:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+            "inter.broker.listener.name": "BROKER",
+            "sasl.enabled.mechanisms": SASL_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SASL_MECHANISM,
+            "listener.name.broker.scram-sha-512.sasl.jaas.config": (
+                f'{scram} required username="{ADMIN_PRINCIPAL}" password="{self.admin_password}";'
+            ),
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": (
+                f'{plain} required {controller} user_controller="{self.controller_password}";'
+            ),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{ADMIN_PRINCIPAL};User:controller",
+            "allow.everyone.if.no.acl.found": "false",
+            # Topics are created by provisioning, with their ACLs; a typo must not create one.
+            "auto.create.topics.enable": "false",
+        }
+
+    def format_arguments(self) -> list[str]:
+        """``kafka-storage format`` arguments that create the admin's SCRAM credentials (KIP-900)."""
+        return ["--add-scram", f"{SASL_MECHANISM}=[name={ADMIN_PRINCIPAL},password={self.admin_password}]"]
 
 
 class KafkaRuntimeError(RuntimeError):
@@ -234,6 +286,9 @@ def _pid_alive(pid: int) -> bool:
 class KafkaNode:
     """One combined broker+controller KRaft node on 127.0.0.1, data in ``data_dir``.
 
+    Security is not optional: clients authenticate with SASL/SCRAM and ACLs decide what each
+    may do (see :class:`BrokerSecurity`).
+
     The JVM runs detached (own session), so it outlives the Python process that
     started it; ``data_dir/kafka.pid`` lets a later process (e.g.
     ``python -m infra.kafka stop``) find it.
@@ -243,6 +298,7 @@ class KafkaNode:
         self,
         *,
         data_dir: Path,
+        security: BrokerSecurity,
         port: int = 9092,
         controller_port: int = 9093,
         heap: str = "512m",
@@ -256,6 +312,7 @@ class KafkaNode:
         after the broker was killed (see :meth:`start`).
         """
         self.data_dir = Path(data_dir).resolve()
+        self.security = security
         self.port = port
         self.controller_port = controller_port
         self.heap = heap
@@ -329,10 +386,14 @@ class KafkaNode:
             raise KafkaRuntimeError("'java' is not on PATH; Kafka needs a Java 17 runtime")
         libs = ensure_jars()
 
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The file holds the controller's and the admin's passwords: readable by us alone.
+        self.config_path.touch(mode=0o600)
+        self.config_path.chmod(0o600)
         self.config_path.write_text(self._server_properties())
         if not (self.log_dirs / "meta.properties").exists():
             self._format(java, libs)
+        self._check_formatted_for_these_credentials()
 
         cmd = [
             java,
@@ -371,14 +432,12 @@ class KafkaNode:
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": (f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"),
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": f"BROKER://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"BROKER://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": ("CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"),
+            **self.security.properties(),
             "log.dirs": str(self.log_dirs),
             "num.partitions": "6",
-            "auto.create.topics.enable": "true",
             # One broker: a factor above 1 makes the internal topics uncreatable.
             "offsets.topic.replication.factor": "1",
             "transaction.state.log.replication.factor": "1",
@@ -404,6 +463,7 @@ class KafkaNode:
             _random_cluster_id(),
             "-c",
             str(self.config_path),
+            *self.security.format_arguments(),
         ]
         result = subprocess.run(
             cmd,
@@ -416,6 +476,31 @@ class KafkaNode:
             raise KafkaRuntimeError(
                 f"formatting Kafka storage in {self.log_dirs} failed "
                 f"(exit {result.returncode}):\n{_tail(result.stdout)}"
+            )
+        self._credentials_marker.write_text(self._admin_fingerprint() + "\n")
+
+    @property
+    def _credentials_marker(self) -> Path:
+        return self.data_dir / "admin-credentials.sha256"
+
+    def _admin_fingerprint(self) -> str:
+        return hashlib.sha256(self.security.admin_password.encode()).hexdigest()
+
+    def _check_formatted_for_these_credentials(self) -> None:
+        """Refuse storage formatted without security, or for another admin password.
+
+        The admin's SCRAM credentials are written into the storage once, at format time; a broker
+        on older storage would start and then refuse every client, which is a worse way to learn it.
+        """
+        try:
+            recorded = self._credentials_marker.read_text().strip()
+        except FileNotFoundError:
+            recorded = ""
+        if recorded != self._admin_fingerprint():
+            why = "without SASL/SCRAM" if not recorded else "for other credentials"
+            raise KafkaRuntimeError(
+                f"the Kafka storage in {self.log_dirs} was formatted {why}; remove {self.data_dir}"
+                " (`make clean` for make run's .run/) so it is formatted again with the current ones"
             )
 
     def log_tail(self, lines: int = _TAIL_LINES) -> str:

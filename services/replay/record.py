@@ -41,6 +41,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from tqdm import tqdm
 
 from services.replay.recording import SUFFIX, RecordedRecord, RecordingHeader, write_recording
+from services.runtime.kafka_access import KafkaAccess, KafkaAccessError
 
 STALL_SECONDS: Final = 60.0
 """Give up when no partition has advanced for this long (the broker went away mid-recording)."""
@@ -65,7 +66,7 @@ class _Range:
 
 
 async def record(
-    bootstrap: str,
+    access: KafkaAccess,
     out: Path,
     *,
     topics: Sequence[str] | None = None,
@@ -77,7 +78,7 @@ async def record(
     progress: bool = True,
     note: str = "",
 ) -> int:
-    """Record the system's topics on ``bootstrap`` to ``out``; return how many records.
+    """Record the system's topics on the brokers of ``access`` to ``out``; return how many records.
 
     ``topics`` are logical names (without ``prefix``); None means every topic of the system.
     ``since``/``until`` bound the record timestamps (``since`` inclusive, ``until`` exclusive),
@@ -90,16 +91,17 @@ async def record(
             raise RecordError(f"{name} {moment.isoformat()} has no time zone")
     _check_output(out)
     recorded_at = datetime.now(UTC)
+    bootstrap = access.bootstrap_servers
     try:
-        logical, partitions = await _select_topics(bootstrap, prefix, topics)
-        records = await _read(bootstrap, partitions, since, until, from_offset, to_offset, progress)
+        logical, partitions = await _select_topics(access, prefix, topics)
+        records = await _read(access, partitions, since, until, from_offset, to_offset, progress)
     except KafkaConnectionError as exc:
         raise RecordError(
             f"cannot reach Kafka at {bootstrap}; is it running, and is that the right"
             " --bootstrap-servers ($KAFKA_BOOTSTRAP_SERVERS)?"
         ) from exc
     except KafkaError as exc:
-        raise RecordError(f"Kafka at {bootstrap} failed: {exc!r}") from exc
+        raise RecordError(f"Kafka at {bootstrap} failed for {access.principal}: {exc!r}") from exc
     records.sort(key=lambda r: (r.timestamp_ms, r.topic, r.partition, r.offset))
     header = RecordingHeader(
         recorded_at=recorded_at,
@@ -127,14 +129,14 @@ def _check_output(out: Path) -> None:
 
 
 async def _select_topics(
-    bootstrap: str, prefix: str, wanted: Sequence[str] | None
+    access: KafkaAccess, prefix: str, wanted: Sequence[str] | None
 ) -> tuple[list[str], dict[TopicPartition, str]]:
     """The logical names of the topics to record, sorted, and each of their partitions → name."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=_CLIENT_ID)
+    admin = AIOKafkaAdminClient(**access.client_kwargs(), client_id=_CLIENT_ID)
     await admin.start()
     try:
         # Listed first, described only if they exist: the broker auto-creates a topic described by name.
-        chosen = _choose(bootstrap, prefix, await admin.list_topics(), wanted)
+        chosen = _choose(access.bootstrap_servers, prefix, await admin.list_topics(), wanted)
         described = await admin.describe_topics(list(chosen.values()))
     finally:
         await admin.close()
@@ -174,7 +176,7 @@ def _choose(
 
 
 async def _read(
-    bootstrap: str,
+    access: KafkaAccess,
     partitions: dict[TopicPartition, str],
     since: datetime | None,
     until: datetime | None,
@@ -183,7 +185,7 @@ async def _read(
     progress: bool,
 ) -> list[RecordedRecord]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **access.client_kwargs(),
         client_id=_CLIENT_ID,
         enable_auto_commit=False,
         # Should retention delete the start while we read, go on from what is left.
@@ -427,10 +429,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_offset is not None and args.to_offset is not None and args.from_offset >= args.to_offset:
         parser.error("--from-offset must be below --to-offset")
     try:
+        access = KafkaAccess.for_tool(args.bootstrap_servers)
+    except KafkaAccessError as exc:
+        parser.error(f"{exc} (the operator's: README, Security)")
+    try:
         with _quiet_aiokafka():
             asyncio.run(
                 record(
-                    args.bootstrap_servers,
+                    access,
                     args.output,
                     topics=args.topics,
                     prefix=args.topic_prefix,

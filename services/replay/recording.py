@@ -61,16 +61,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import gzip
 import json
 import os
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
+
+from contracts.agencies import agency_of
+from contracts.signing import SigningKey
 
 FORMAT: Final = "dossier-recording"
 """The header's ``format`` value."""
@@ -113,6 +117,25 @@ class RecordedRecord:
     def time(self) -> datetime:
         """``timestamp_ms`` as an aware UTC datetime."""
         return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC)
+
+    def signed_by(self, key: SigningKey) -> RecordedRecord:
+        """The record with ``key``'s signature headers, as that agency's producer would send it."""
+        return dataclasses.replace(self, headers=tuple(key.sign(self.headers, self.value or b"")))
+
+
+def signed_as_published(
+    records: Iterable[RecordedRecord], key_of: Callable[[str], SigningKey]
+) -> list[RecordedRecord]:
+    """Generated records signed by the agency each names as its source (``key_of(agency)``).
+
+    A generated stream has no signatures; consumers refuse unsigned records, so before a replay
+    the generator's records are signed with the keys the replayed system trusts.
+    """
+    signed = []
+    for record in records:
+        agency = agency_of(record.header("ce_source") or "")
+        signed.append(record.signed_by(key_of(agency)) if agency else record)
+    return signed
 
 
 @dataclass(frozen=True)

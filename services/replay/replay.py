@@ -57,6 +57,7 @@ from contracts.events import (
 )
 from contracts.upcasting import upcast
 from services.replay.recording import RecordedRecord, read_header, read_records
+from services.runtime.kafka_access import KafkaAccess, KafkaAccessError
 
 SERVICE_AGENCIES: dict[str, str] = {"intake": ONE_STOP, "land_registry": "land_registry", "tax": "tax"}
 """The agency each topic-owning service writes as (``contracts.topics.owner``)."""
@@ -241,9 +242,13 @@ async def _backlog(client: httpx.AsyncClient, url: str) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Target:
-    """The fresh system: its broker, topic prefix, and the services under replay by base URL."""
+    """The fresh system: its broker, topic prefix, and the services under replay by base URL.
 
-    bootstrap_servers: str
+    ``kafka`` is the operator's access: it republishes recorded records as they are (each still
+    carries its producer's signature, which the system's consumers verify).
+    """
+
+    kafka: KafkaAccess
     services: dict[str, str]
     topic_prefix: str = ""
 
@@ -265,7 +270,7 @@ class Replayer:
             transport=httpx.AsyncHTTPTransport(limits=httpx.Limits(keepalive_expiry=2.0), retries=3),
         )
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=target.bootstrap_servers, enable_idempotence=True, acks="all", linger_ms=2
+            **target.kafka.client_kwargs(), enable_idempotence=True, acks="all", linger_ms=2
         )
 
     async def __aenter__(self) -> Replayer:
@@ -463,8 +468,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        kafka = KafkaAccess.for_tool(args.bootstrap_servers)
+    except KafkaAccessError as exc:
+        parser.error(f"{exc} (the operator's: README, Security)")
     target = Target(
-        bootstrap_servers=args.bootstrap_servers,
+        kafka=kafka,
         services=_services(args.service or list(DEFAULT_SERVICES)),
         topic_prefix=args.topic_prefix,
     )

@@ -1,6 +1,9 @@
 """How every service handles a Kafka record: decode, deduplicate, transact, or dead-letter.
 
 The rules, the same in every service:
+- the signature is checked before anything else: a record not signed by a key of the agency its
+  ``ce_source`` names (``contracts/signing.py``) goes to ``<service>.dlq`` with reason
+  ``unsigned`` or ``bad-signature`` and changes nothing;
 - a valid event of a type this consumer does not handle is skipped (topics are shared by
   several readers, each taking the types it needs);
 - a record that is not a valid event of ours goes to ``<service>.dlq`` with the
@@ -35,6 +38,7 @@ from contracts import topics
 from contracts.agencies import source_uri
 from contracts.envelope import CloudEvent, EnvelopeError
 from contracts.events import DossierEvent
+from contracts.signing import KeyRegistry, SignatureRefused, SigningKey
 from contracts.upcasting import upcast
 from services.runtime import telemetry
 from services.runtime.clock import Clock
@@ -126,6 +130,8 @@ class RecordProcessor:
         source: str,
         outbox_channel: str,
         dead_letters: Callable[[], DeadLetters],
+        keys: KeyRegistry,
+        signer: Callable[[], SigningKey | None] = lambda: None,
         telemetry: Telemetry | None = None,
         agency: str = "",
         topic_prefix: str = "",
@@ -139,6 +145,8 @@ class RecordProcessor:
         self._source = source
         self._channel = outbox_channel
         self._dead_letters = dead_letters
+        self._keys = keys
+        self._signer = signer
         self.processed_total = 0
         self.duplicates_total = 0
         self.dead_lettered_total = 0
@@ -215,6 +223,7 @@ class RecordProcessor:
         """The record's event, upcast; None when it was dead-lettered or is not for us."""
         span = trace.get_current_span()
         try:
+            self._verify(record)
             event = CloudEvent.from_record(key=record.key, value=record.value, headers=record.headers)
             owner = topics.owner(record.topic.removeprefix(self._topic_prefix))
             # Only the topic's owner may write it (Kafka ACLs enforce it too where configured);
@@ -241,6 +250,17 @@ class RecordProcessor:
             self._count(consumer, "ignored")
             return None
         return event
+
+    def _verify(self, record: ConsumerRecord) -> None:
+        """Refuse a record its source did not sign, before reading anything in it."""
+        try:
+            attributes = {name: raw.decode() for name, raw in record.headers or ()}
+        except UnicodeDecodeError as exc:
+            raise EnvelopeError("bad-headers", f"a header is not UTF-8: {exc}") from exc
+        try:
+            self._keys.verify(attributes, record.value or b"")
+        except SignatureRefused as exc:
+            raise EnvelopeError(exc.reason, exc.detail) from exc
 
     async def _transact_alone(self, one: _Incoming, consumer: str, handler: Handler) -> None:
         """One record in its own transaction; what the handler refuses is dead-lettered."""
@@ -305,7 +325,11 @@ class RecordProcessor:
         """
         try:
             async with unit_of_work(
-                self._pool(), now=self._clock.now(), source=self._source, outbox_channel=self._channel
+                self._pool(),
+                now=self._clock.now(),
+                source=self._source,
+                outbox_channel=self._channel,
+                signer=self._signer(),
             ) as uow:
                 fresh = await uow.claim_all(consumer, [one.event for one in incoming])
                 pending = set(fresh)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from aiokafka import AIOKafkaProducer
 
 from contracts import topics
+from services.runtime.kafka_access import KafkaAccess, KafkaAccessError
 from services.runtime.topic_reader import read_topic
 
 
@@ -45,10 +46,10 @@ class DeadLetter:
 
 
 async def _read_all(
-    bootstrap: str, topic: str
+    access: KafkaAccess, topic: str
 ) -> list[tuple[DeadLetter, bytes | None, bytes | None, list[tuple[str, bytes]]]]:
     out = []
-    for record in await read_topic(bootstrap, topic):
+    for record in await read_topic(access, topic):
         h = {n: v.decode(errors="replace") for n, v in record.headers}
         letter = DeadLetter(
             dlq_partition=record.partition,
@@ -73,13 +74,13 @@ def _dlq_topic(service: str) -> str:
     return os.environ.get("KAFKA_TOPIC_PREFIX", "") + topics.dead_letters(service)
 
 
-async def list_dead_letters(bootstrap: str, service: str) -> list[DeadLetter]:
+async def list_dead_letters(access: KafkaAccess, service: str) -> list[DeadLetter]:
     """Every dead letter ``service`` parked, oldest first per partition."""
-    return [letter for letter, *_ in await _read_all(bootstrap, _dlq_topic(service))]
+    return [letter for letter, *_ in await _read_all(access, _dlq_topic(service))]
 
 
 async def redrive(
-    bootstrap: str, service: str, *, refs: set[str] | None = None, reason: str | None = None
+    access: KafkaAccess, service: str, *, refs: set[str] | None = None, reason: str | None = None
 ) -> list[DeadLetter]:
     """Publish the selected dead letters back to their source topics; return what was sent.
 
@@ -88,12 +89,12 @@ async def redrive(
     """
     chosen = [
         entry
-        for entry in await _read_all(bootstrap, _dlq_topic(service))
+        for entry in await _read_all(access, _dlq_topic(service))
         if (refs is None or entry[0].ref in refs) and (reason is None or entry[0].reason == reason)
     ]
     if not chosen:
         return []
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    producer = AIOKafkaProducer(**access.client_kwargs(), enable_idempotence=True)
     await producer.start()
     try:
         for letter, key, value, headers in chosen:
@@ -119,9 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     pick.add_argument("--reason", help="every letter with this reason")
     pick.add_argument("--all", action="store_true", help="every letter")
     args = parser.parse_args(argv)
-    bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    try:
+        access = KafkaAccess.for_tool(
+            args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+        )
+    except KafkaAccessError as exc:
+        parser.error(f"{exc} (the operator's: README, Security)")
     if args.command == "list":
-        letters = asyncio.run(list_dead_letters(bootstrap, args.service))
+        letters = asyncio.run(list_dead_letters(access, args.service))
         for letter in letters:
             if args.json:
                 print(json.dumps(asdict(letter), ensure_ascii=False))
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sent = asyncio.run(
         redrive(
-            bootstrap,
+            access,
             args.service,
             refs=None if args.all or args.reason else set(args.ref),
             reason=args.reason,

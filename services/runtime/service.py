@@ -26,7 +26,7 @@ import asyncpg
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from faststream import AckPolicy
@@ -39,11 +39,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from contracts import topics
 from contracts.agencies import source_uri
 from contracts.events import DossierEvent
+from contracts.signing import KeyRegistry, SigningKey
 from services.runtime.clock import Clock, VirtualClock, clock_from_env
 from services.runtime.consumer import DeadLetters, Handler, RecordProcessor
 from services.runtime.database import Connection, Migration, create_pool, migrate
+from services.runtime.kafka_access import KafkaAccess
 from services.runtime.outbox_relay import OutboxRelay
-from services.runtime.settings import ServiceSettings
+from services.runtime.settings import ConfigurationError, ServiceSettings
 from services.runtime.telemetry import Telemetry
 from services.runtime.unit_of_work import UnitOfWork, unit_of_work
 
@@ -118,18 +120,24 @@ class ServiceRuntime:
         self._dead_letters: DeadLetters | None = None
         self._outbox_channel = f"outbox_{self.name}"
         self.broker = KafkaBroker(
-            settings.kafka_bootstrap_servers,
+            settings.kafka.bootstrap_servers,
+            security=settings.kafka.security(),
             client_id=self.name,
             logger=log,
             graceful_timeout=10,
             middlewares=self.telemetry.broker_middlewares(),
         )
+        self.keys = KeyRegistry(settings.key_registry)
+        """Every agency's public keys: what this service consumes is verified against them."""
+        self._signer: SigningKey | None = None
         self.processor = RecordProcessor(
             pool=lambda: self.pool,
             clock=self.clock,
             source=self.source,
             outbox_channel=self._outbox_channel,
             dead_letters=lambda: self.dead_letters,
+            keys=self.keys,
+            signer=lambda: self._signer,
             telemetry=self.telemetry,
             agency=agency,
             topic_prefix=settings.topic_prefix,
@@ -309,11 +317,39 @@ class ServiceRuntime:
     def unit_of_work(self) -> AbstractAsyncContextManager[UnitOfWork]:
         """A transaction for work that does not start from a Kafka record (an HTTP request)."""
         return unit_of_work(
-            self.pool, now=self.clock.now(), source=self.source, outbox_channel=self._outbox_channel
+            self.pool,
+            now=self.clock.now(),
+            source=self.source,
+            outbox_channel=self._outbox_channel,
+            signer=self._signer,
         )
+
+    def _load_signing_key(self) -> SigningKey | None:
+        """The service's key, checked against the registry; None for a service that publishes nothing."""
+        path = self.settings.signing_key_file
+        if path is None:
+            if self.publications:
+                raise ConfigurationError(f"{self.name} publishes events but SIGNING_KEY_FILE is not set")
+            return None
+        try:
+            key = SigningKey.load(path)
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"SIGNING_KEY_FILE: {exc}") from exc
+        published = self.keys.get(key.key_id)
+        if key.agency != self.agency:
+            raise ConfigurationError(f"SIGNING_KEY_FILE {path} is {key.agency}'s key, not {self.agency}'s")
+        if published is None or published.status != "active":
+            state = "not in" if published is None else f"{published.status} in"
+            raise ConfigurationError(
+                f"signing key {key.key_id} is {state} the key registry"
+                f" ({', '.join(map(str, self.keys.paths)) or 'SIGNING_KEY_REGISTRY unset'}):"
+                " its events would be dead-lettered by every consumer"
+            )
+        return key
 
     async def start(self) -> None:
         """Connect, migrate, create topics, start relaying and consuming."""
+        self._signer = self._load_signing_key()
         self._pool = await create_pool(
             self.settings.database_url,
             schema=self.name,
@@ -323,11 +359,9 @@ class ServiceRuntime:
         applied = await migrate(self._pool, schema=self.name, migrations=self._migrations)
         if applied:
             log.info("%s: applied migrations %s", self.name, ", ".join(applied))
-        await ensure_topics(
-            self.settings.kafka_bootstrap_servers, sorted(self.kafka_name(t) for t in self._topics)
-        )
+        await ensure_topics(self.settings.kafka, sorted(self.kafka_name(t) for t in self._topics))
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            **self.settings.kafka.client_kwargs(),
             client_id=f"{self.name}-relay",
             enable_idempotence=True,  # no duplicates from the producer's own retries
             linger_ms=2,
@@ -337,13 +371,13 @@ class ServiceRuntime:
         # consumers, the ListOffsets request queues behind their fetch long-poll (up to
         # fetch_max_wait_ms, 500 ms) and a replay waiting for /backlog crawls.
         self._offsets = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            **self.settings.kafka.client_kwargs(),
             client_id=f"{self.name}-backlog",
             enable_auto_commit=False,
         )
         await self._offsets.start()
         self._admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers, client_id=f"{self.name}-backlog"
+            **self.settings.kafka.client_kwargs(), client_id=f"{self.name}-backlog"
         )
         await self._admin.start()
         self._dead_letters = DeadLetters(
@@ -502,28 +536,50 @@ class PromptBatchSubscriber(BatchSubscriber):
 
 
 async def ensure_topics(
-    bootstrap: str, names: Sequence[str], *, partitions: int | None = None, client_id: str = "topic-setup"
+    access: KafkaAccess,
+    names: Sequence[str],
+    *,
+    partitions: int | None = None,
+    client_id: str = "topic-setup",
 ) -> None:
-    """Create the topics a service writes or reads, if missing (idempotent).
+    """Create the topics among ``names`` that are missing (idempotent).
 
     Partitions and replication from ``KAFKA_PARTITIONS`` (6) and ``KAFKA_REPLICATION_FACTOR`` (1)
-    unless ``partitions`` is given.
+    unless ``partitions`` is given. Provisioning creates every declared topic with the admin
+    principal; a service's own principal may not create topics, so for a service this only
+    confirms that its topics are there, and says which are not.
     """
     partitions = partitions or int(os.environ.get("KAFKA_PARTITIONS", "6"))
     replication = int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+    admin = AIOKafkaAdminClient(**access.client_kwargs(), client_id=client_id)
     await admin.start()
     try:
+        # A principal sees only the topics it may describe: missing may also mean "not yours".
         existing = set(await admin.list_topics())
         missing = [n for n in names if n not in existing]
-        if missing:
-            # Another service may create one between our list and create: that is fine.
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [NewTopic(n, num_partitions=partitions, replication_factor=replication) for n in missing]
-                )
+        if not missing:
+            return
+        response = await admin.create_topics(
+            [NewTopic(n, num_partitions=partitions, replication_factor=replication) for n in missing]
+        )
+        # Another service may create one between our list and create: "already exists" is fine.
+        refused = {
+            topic: for_code(code).__name__
+            for topic, code, *_ in response.topic_errors
+            if code not in (0, TopicAlreadyExistsError.errno)
+        }
+        if refused:
+            raise TopicsNotProvisioned(
+                f"{access.principal} may not use or create {', '.join(sorted(refused))}"
+                f" ({', '.join(sorted(set(refused.values())))}): topics and their ACLs are provisioned"
+                " from the services' declarations (`python -m infra.kafka.acls apply`; make run does it)"
+            )
     finally:
         await admin.close()
+
+
+class TopicsNotProvisioned(RuntimeError):
+    """A service's topics are missing or not granted to its principal."""
 
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024

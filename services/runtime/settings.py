@@ -6,6 +6,10 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+from contracts.signing import registry_paths
+from services.runtime.kafka_access import KafkaAccess, KafkaAccessError
 
 DEFAULT_CONSUMER_BATCH_SIZE = 200
 """Records per poll unless ``CONSUMER_BATCH_SIZE`` says otherwise (the bench's batched relay uses it too)."""
@@ -24,7 +28,8 @@ class ServiceSettings:
     """
 
     service: str
-    kafka_bootstrap_servers: str
+    kafka: KafkaAccess
+    """The broker and this service's own principal (``KAFKA_SASL_USERNAME``/``PASSWORD``)."""
     database_url: str
     host: str
     port: int
@@ -40,14 +45,25 @@ class ServiceSettings:
     consumer_batch_size: int = DEFAULT_CONSUMER_BATCH_SIZE
     """``CONSUMER_BATCH_SIZE``: at most this many records per poll, handled in one transaction
     with one offset commit. 1 handles records one by one (slower; same results)."""
+    signing_key_file: Path | None = None
+    """``SIGNING_KEY_FILE``: the service's Ed25519 key (a private JWK, mode 0600). Everything it
+    publishes is signed with it; a service that publishes refuses to start without one."""
+    key_registry: tuple[Path, ...] = ()
+    """``SIGNING_KEY_REGISTRY``: JWKS files with every agency's public keys, ``:``-separated.
+    Every record consumed is verified against them before anything else."""
     topic_prefix: str = ""
     """Put before every topic and consumer group name (``KAFKA_TOPIC_PREFIX``), so that two
     deployments (staging next to training, or a test next to the running system) share one
     Kafka cluster without reading each other's events. Empty in a normal deployment."""
 
+    @property
+    def kafka_bootstrap_servers(self) -> str:
+        """The brokers' addresses (``KAFKA_BOOTSTRAP_SERVERS``)."""
+        return self.kafka.bootstrap_servers
+
     @classmethod
     def from_env(cls, service: str, *, default_port: int) -> ServiceSettings:
-        """Read ``KAFKA_BOOTSTRAP_SERVERS``, ``KAFKA_TOPIC_PREFIX``, ``DATABASE_URL``, ``<SERVICE>_PORT``...
+        """Read ``KAFKA_*`` (address, credentials, prefix), ``DATABASE_URL``, ``<SERVICE>_PORT``...
 
         Tracing and metrics read the standard ``OTEL_*`` variables (see ``telemetry.py``).
         """
@@ -67,9 +83,22 @@ class ServiceSettings:
             raise ConfigurationError(
                 f"KAFKA_TOPIC_PREFIX={topic_prefix!r}: only letters, digits, '.', '_' and '-' are allowed"
             )
+        try:
+            kafka = KafkaAccess.from_env(os.environ)
+        except KafkaAccessError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        registry = registry_paths(os.environ.get("SIGNING_KEY_REGISTRY", ""))
+        if not registry:
+            raise ConfigurationError(
+                "SIGNING_KEY_REGISTRY is not set: every record is verified against the agencies' public"
+                " keys (make run generates .run/trust/key-registry.json)"
+            )
+        key_file = os.environ.get("SIGNING_KEY_FILE", "")
         return cls(
             service=service,
-            kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            kafka=kafka,
+            signing_key_file=Path(key_file) if key_file else None,
+            key_registry=registry,
             database_url=database_url,
             host=os.environ.get(f"{prefix}_HOST", "127.0.0.1"),
             port=port,

@@ -8,14 +8,16 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.runtime.kafka_access import KafkaAccess
 
-async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
+
+async def partitions_of(access: KafkaAccess, topic: str) -> list[TopicPartition]:
     """The topic's partitions (empty if the topic does not exist).
 
     Asked of the admin API: a bare consumer's ``partitions_for_topic`` stays empty until it
     has fetched metadata for that topic, which ``topics()`` does not guarantee.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**access.client_kwargs())
     await admin.start()
     try:
         described = await admin.describe_topics([topic])
@@ -24,12 +26,12 @@ async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
     return [TopicPartition(topic, p["partition"]) for d in described for p in d.get("partitions", [])]
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord]:
+async def read_topic(access: KafkaAccess, topic: str) -> list[ConsumerRecord]:
     """Every record on ``topic`` up to its current end, read from the beginning, no group."""
-    partitions = await partitions_of(bootstrap, topic)
+    partitions = await partitions_of(access, topic)
     if not partitions:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**access.client_kwargs(), enable_auto_commit=False)
     await consumer.start()
     records: list[ConsumerRecord] = []
     try:

@@ -16,17 +16,21 @@ from opentelemetry import propagate
 
 from contracts.envelope import CloudEvent
 from contracts.events import DossierEvent
+from contracts.signing import SigningKey
 from services.runtime.database import Connection
 
 
 class UnitOfWork:
     """An open transaction on the service's schema, with the inbox and the outbox at hand."""
 
-    def __init__(self, conn: Connection, *, now: datetime, source: str) -> None:
+    def __init__(
+        self, conn: Connection, *, now: datetime, source: str, signer: SigningKey | None = None
+    ) -> None:
         self.conn = conn
         self.now = now
         """The time of this unit of work, read once from the service's clock."""
         self.source = source
+        self._signer = signer
         self.published: list[CloudEvent] = []
         """Events published in this unit of work and not yet written to the outbox."""
         self._topics: list[str] = []
@@ -80,6 +84,10 @@ class UnitOfWork:
         """
         if not self.published:
             return
+        if self._signer is None:
+            raise UnsignedPublication(f"{self.source} has no signing key: it cannot publish")
+        # Signed here, at the write, so the outbox holds exactly the bytes consumers verify.
+        headers = [self._signer.sign(event.headers(), event.value()) for event in self.published]
         await self.conn.execute(
             "WITH written AS ("
             " INSERT INTO outbox (event_id, event_type, topic, key, value, headers)"
@@ -93,19 +101,27 @@ class UnitOfWork:
             self._topics,
             [event.key for event in self.published],
             [event.value() for event in self.published],
-            [json.dumps([[name, raw.decode()] for name, raw in event.headers()]) for event in self.published],
+            [json.dumps([[name, raw.decode()] for name, raw in signed]) for signed in headers],
             channel,
         )
         self.published.clear()
         self._topics.clear()
 
 
+class UnsignedPublication(RuntimeError):
+    """A unit of work published events but its service has no signing key."""
+
+
 @asynccontextmanager
 async def unit_of_work(
-    pool: asyncpg.Pool, *, now: datetime, source: str, outbox_channel: str
+    pool: asyncpg.Pool, *, now: datetime, source: str, outbox_channel: str, signer: SigningKey | None = None
 ) -> AsyncIterator[UnitOfWork]:
-    """Open a transaction; commit on normal exit, roll back on any exception."""
+    """Open a transaction; commit on normal exit, roll back on any exception.
+
+    Events published in it are signed with ``signer`` (the service's key) as they are written to
+    the outbox; without one, publishing fails and the transaction rolls back.
+    """
     async with pool.acquire() as conn, conn.transaction():
-        uow = UnitOfWork(conn, now=now, source=source)
+        uow = UnitOfWork(conn, now=now, source=source, signer=signer)
         yield uow
         await uow.write_outbox(outbox_channel)

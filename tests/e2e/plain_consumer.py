@@ -1,6 +1,7 @@
 """An outside agency's consumer: only aiokafka, jsonschema and the committed JSON Schemas.
 
 Usage: python plain_consumer.py BOOTSTRAP SCHEMAS_DIR DOSSIER_ID TOPIC [TOPIC ...]
+with the principal's SCRAM credentials in KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD.
 Reads every record of one dossier from the topics, validates each CloudEvent (binary mode)
 against the latest committed schema of its ce_type, and prints one JSON line per event.
 Deliberately imports nothing from this project.
@@ -8,6 +9,7 @@ Deliberately imports nothing from this project.
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -22,15 +24,25 @@ def latest_schema(schemas: Path, event_type: str) -> dict[str, object]:
     return schema
 
 
+def access(bootstrap: str) -> dict[str, str]:
+    return {
+        "bootstrap_servers": bootstrap,
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": os.environ["KAFKA_SASL_USERNAME"],
+        "sasl_plain_password": os.environ["KAFKA_SASL_PASSWORD"],
+    }
+
+
 async def main(bootstrap: str, schemas: Path, dossier_id: str, topics: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**access(bootstrap))
     await admin.start()
     try:
         described = await admin.describe_topics(topics)
     finally:
         await admin.close()
     partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**access(bootstrap), enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(partitions)

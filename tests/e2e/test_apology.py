@@ -49,7 +49,7 @@ async def intake_events(stack: Stack, dossier_id: str) -> list[tuple[str, dict[s
     """(ce_type, data) of everything the desk published about a dossier, in order."""
     return [
         (dict(r.headers)["ce_type"].decode(), json.loads(r.value))
-        for r in await read_topic(stack.bootstrap_servers, topics.INTAKE_EVENTS)
+        for r in await read_topic(stack.superuser, topics.INTAKE_EVENTS)
         if r.key == dossier_id.encode()
     ]
 

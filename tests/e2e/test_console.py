@@ -79,7 +79,7 @@ def console(services: Stack) -> Iterator[Console]:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / "console-e2e.log"
     env = {
-        **services.env(),
+        **services.service_env("console"),
         "CONSOLE_PORT": str(port),
         "CONSOLE_HOST": "127.0.0.1",
         "CONSOLE_TOKEN": TOKEN,

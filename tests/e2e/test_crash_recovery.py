@@ -17,9 +17,7 @@ pytestmark = pytest.mark.real
 
 
 async def test_agencies_killed_mid_stream_lose_and_double_nothing(services: Stack, db: asyncpg.Pool) -> None:
-    dead_before = {
-        s: await topic_size(services.bootstrap_servers, f"{s}.dlq") for s in ("land_registry", "tax")
-    }
+    dead_before = {s: await topic_size(services.superuser, f"{s}.dlq") for s in ("land_registry", "tax")}
     async with httpx.AsyncClient(base_url=services.services["intake"].url, timeout=30) as intake:
         submitted = await asyncio.gather(
             *(intake.post("/dossiers", json=land_transfer(6000 + n)) for n in range(30))
@@ -58,4 +56,4 @@ async def test_agencies_killed_mid_stream_lose_and_double_nothing(services: Stac
         len(ids),
     )
     for service, before in dead_before.items():
-        assert await topic_size(services.bootstrap_servers, f"{service}.dlq") == before
+        assert await topic_size(services.superuser, f"{service}.dlq") == before

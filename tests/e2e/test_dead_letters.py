@@ -13,6 +13,7 @@ from contracts.agencies import source_uri
 from contracts.envelope import CloudEvent
 from contracts.events import Applicant, DossierHandedOver
 from infra.stack import Stack
+from services.runtime.kafka_access import KafkaAccess
 from tests.dossier_samples import applicant, land_transfer, wait_for_status
 from tests.kafka_probe import read_topic, wait_group_caught_up
 
@@ -29,10 +30,10 @@ CE = {
 }
 
 
-async def dead_letters(bootstrap: str, topic: str, ids: set[str]) -> dict[str, dict[str, str]]:
+async def dead_letters(access: KafkaAccess, topic: str, ids: set[str]) -> dict[str, dict[str, str]]:
     """The dead letters on ``topic`` whose original ce_id is in ``ids``, by ce_id."""
     found: dict[str, dict[str, str]] = {}
-    for record in await read_topic(bootstrap, topic):
+    for record in await read_topic(access, topic):
         headers = {n: v.decode(errors="replace") for n, v in record.headers}
         if headers.get("ce_id") in ids:
             found[headers["ce_id"]] = headers | {"value": record.value.decode(errors="replace")}
@@ -50,7 +51,7 @@ async def test_poison_records_go_to_the_dlq_and_later_dossiers_still_complete(se
         (
             "no-envelope",
             b'{"dossier_id": "HS-POISON"}',
-            {"ce_id": "poison-bare", "content-type": "application/json"},
+            {"ce_id": "poison-bare", "ce_source": CE["ce_source"], "content-type": "application/json"},
         ),
     ]
     poison += [
@@ -92,15 +93,14 @@ async def test_poison_records_go_to_the_dlq_and_later_dossiers_still_complete(se
     poison.append(("forged", forged.value(), {n: v.decode() for n, v in forged.headers()}))
     # A header value that is not UTF-8 must not wedge the consumer inside FastStream.
     binary_header = [("ce_id", b"poison-bytes"), ("ce_type", b"\xff\xfe not utf-8")]
-    producer = AIOKafkaProducer(bootstrap_servers=services.bootstrap_servers)
+    producer = AIOKafkaProducer(**services.superuser.client_kwargs())
     await producer.start()
     try:
         for _, value, headers in poison:
+            # Signed as their sources would sign them: each must be refused for what it is.
+            signed = services.signed_headers([(n, v.encode()) for n, v in headers.items()], value)
             await producer.send_and_wait(
-                "handoffs.land_registry",
-                key=b"HS-POISON",
-                value=value,
-                headers=[(n, v.encode()) for n, v in headers.items()],
+                "handoffs.land_registry", key=b"HS-POISON", value=value, headers=signed
             )
         await producer.send_and_wait(
             "handoffs.land_registry", key=b"HS-POISON", value=b"{}", headers=binary_header
@@ -113,9 +113,9 @@ async def test_poison_records_go_to_the_dlq_and_later_dossiers_still_complete(se
         await wait_for_status(intake, response.json()["id"], "awaiting_payment")
 
     # The later dossier may sit on another partition: wait for the poison ones to be handled.
-    await wait_group_caught_up(services.bootstrap_servers, "land_registry.handoffs", "handoffs.land_registry")
+    await wait_group_caught_up(services.superuser, "land_registry.handoffs", "handoffs.land_registry")
     ids = {str(h["ce_id"]) for *_, h in poison} | {"poison-bytes"}
-    parked = await dead_letters(services.bootstrap_servers, "land_registry.dlq", ids)
+    parked = await dead_letters(services.superuser, "land_registry.dlq", ids)
     assert parked["poison-json"]["dlq_reason"] == "schema-invalid"
     assert parked["poison-json"]["value"] == "{this is not json"  # original bytes kept
     assert parked["poison-type"]["dlq_reason"] == "unknown-type"

@@ -41,11 +41,14 @@ async def test_v1_and_v2_receipts_in_one_stream(services: Stack, db: asyncpg.Poo
         source=source_uri(ONE_STOP),
         time=datetime(2025, 12, 1, 2, tzinfo=UTC),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=services.bootstrap_servers)
+    producer = AIOKafkaProducer(**services.superuser.client_kwargs())
     await producer.start()
     try:
         await producer.send_and_wait(
-            topics.INTAKE_EVENTS, key=old.key, value=old.value(), headers=old.headers()
+            topics.INTAKE_EVENTS,
+            key=old.key,
+            value=old.value(),
+            headers=services.signed_headers(old.headers(), old.value()),
         )
     finally:
         await producer.stop()
@@ -71,7 +74,7 @@ async def test_v1_and_v2_receipts_in_one_stream(services: Stack, db: asyncpg.Poo
     # The desk writes v2 only.
     written = {
         dict(r.headers)["ce_type"].decode()
-        for r in await read_topic(services.bootstrap_servers, topics.INTAKE_EVENTS)
+        for r in await read_topic(services.superuser, topics.INTAKE_EVENTS)
         if r.key == new_id.encode()
     }
     assert written == {"vn.gov.dossier.received.v2", "vn.gov.dossier.progressed.v1"}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
+from infra.kafka.acls import OPERATOR
 from infra.stack import Stack
 from tests.dossier_samples import land_transfer, wait_for_status
 
@@ -30,6 +32,7 @@ async def test_plain_aiokafka_consumer_validates_a_whole_dossier(services: Stack
         sys.executable, "-I", str(REPO / "tests/e2e/plain_consumer.py"), services.bootstrap_servers,
         str(REPO / "contracts/schemas"), dossier_id, *topics,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **services.kafka_access(OPERATOR).env()},
     )  # fmt: skip
     out, err = await process.communicate()
     assert process.returncode == 0, err.decode()

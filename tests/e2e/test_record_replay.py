@@ -101,7 +101,7 @@ async def test_replay_rebuilds_the_same_state_and_letters_and_is_idempotent(
     async with fresh_system(stack, EVERY_SERVICE) as origin:
         ids = await run_scenario(origin)
         recording = tmp_path / "origin.jsonl.gz"
-        recorded = await record(origin.bootstrap_servers, recording, prefix=prefix_of(origin), progress=False)
+        recorded = await record(origin.superuser, recording, prefix=prefix_of(origin), progress=False)
         assert recorded > 40
         expected = await state_of(origin)
         expected_letters = letters(origin)

@@ -64,10 +64,10 @@ async def test_redelivered_event_changes_nothing(
             f"/dossiers/{(await wait_for_status(intake, dossier_id, 'awaiting_payment'))['id']}/payments"
         )
         await wait_for_status(intake, dossier_id, "returned")
-    await wait_group_caught_up(services.bootstrap_servers, group, topic)
+    await wait_group_caught_up(services.superuser, group, topic)
     before = await snapshot(db, dossier_id)
     dead_letters = f"{group.split('.')[0]}.dlq"
-    dead_before = await topic_size(services.bootstrap_servers, dead_letters)
+    dead_before = await topic_size(services.superuser, dead_letters)
 
     # The exact record as first published (same ce_id), taken from the emitter's outbox.
     rows = await db.fetch(
@@ -78,7 +78,7 @@ async def test_redelivered_event_changes_nothing(
         dossier_id.encode(),
     )
     assert rows, "the event to redeliver was published"
-    producer = AIOKafkaProducer(bootstrap_servers=services.bootstrap_servers)
+    producer = AIOKafkaProducer(**services.superuser.client_kwargs())
     await producer.start()
     try:
         for row in rows:
@@ -92,10 +92,10 @@ async def test_redelivered_event_changes_nothing(
     finally:
         await producer.stop()
 
-    await wait_group_caught_up(services.bootstrap_servers, group, topic)
+    await wait_group_caught_up(services.superuser, group, topic)
     assert await snapshot(db, dossier_id) == before
     # Recognised as a duplicate, not refused by a unique constraint and dead-lettered.
-    assert await topic_size(services.bootstrap_servers, dead_letters) == dead_before
+    assert await topic_size(services.superuser, dead_letters) == dead_before
     consumer = group
     duplicates = await db.fetchval(
         f"SELECT count(*) FROM {group.split('.')[0]}.inbox WHERE consumer = $1 AND event_type = $2",

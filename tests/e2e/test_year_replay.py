@@ -16,7 +16,7 @@ import pytest
 from infra.fresh import target_of
 from infra.stack import Stack
 from services.intake.app import load_catalog
-from services.replay.recording import RecordingHeader, write_recording
+from services.replay.recording import RecordingHeader, signed_as_published, write_recording
 from services.replay.replay import replay
 from services.replay.report import expected, measured
 from services.replay.year import generate
@@ -32,7 +32,7 @@ async def test_a_scaled_down_year_reports_what_was_generated(stack: Stack, tmp_p
     header = RecordingHeader(
         recorded_at=year.first_moment, source="generator", topics=(), records=len(year.records)
     )
-    write_recording(recording, header, year.records)
+    write_recording(recording, header, signed_as_published(year.records, stack.secrets.signing_key))
     start = (year.first_moment - timedelta(days=1)).isoformat()
     async with fresh_system(stack, ("intake", "notification", "console"), start=start) as fresh:
         report = await replay(recording, target_of(fresh), progress=False)

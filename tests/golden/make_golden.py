@@ -10,17 +10,24 @@ the header's ``recorded_at`` aside). The system's topics are then recorded to
 
 Regenerating is for a new or changed scenario. A contract change that breaks the replay of an
 old stream is a finding about the change, not a reason to regenerate (see README.md here).
+
+Records are signed by the keys of the system that recorded them; the public halves of those keys
+are added to ``tests/golden/keys.jwks.json``, which the test systems trust beside their own, so
+the streams verify in any later replay. ``--sign-unsigned`` signs, once, the records of streams
+recorded before events were signed (keys made for it and then thrown away; only their public
+halves are kept), the way an agency would sign its records of the time before signatures.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -34,10 +41,12 @@ from contracts import topics
 from contracts.agencies import ONE_STOP, source_uri
 from contracts.envelope import CloudEvent
 from contracts.events import Applicant, DossierReceivedV1
+from contracts.signing import SIGNATURE_HEADER, PublicKey, SigningKey, jwks_document, read_jwks
 from infra.fresh import prefix_of
 from infra.kafka import free_port
 from infra.stack import Stack
 from services.replay.record import record
+from services.replay.recording import read_header, read_records, signed_as_published, write_recording
 from tests.dossier_samples import LAND_DOCUMENTS, applicant, certified_copy, land_transfer, wait_for_status
 from tests.systems import START, fresh_system, set_time, settled
 
@@ -174,11 +183,14 @@ def v1_receipt() -> CloudEvent:
 async def mixed_versions_scenario(origin: Stack) -> None:
     """A v1 receipt (published by hand) at 08:00, a certified copy filed (v2) at 09:00."""
     old = v1_receipt()
-    producer = AIOKafkaProducer(bootstrap_servers=origin.bootstrap_servers)
+    producer = AIOKafkaProducer(**origin.superuser.client_kwargs())
     await producer.start()
     try:
         await producer.send_and_wait(
-            prefix_of(origin) + topics.INTAKE_EVENTS, key=old.key, value=old.value(), headers=old.headers()
+            prefix_of(origin) + topics.INTAKE_EVENTS,
+            key=old.key,
+            value=old.value(),
+            headers=origin.signed_headers(old.headers(), old.value()),
         )
     finally:
         await producer.stop()
@@ -218,12 +230,45 @@ SCENARIOS = (
 )
 
 
+KEYS = GOLDEN / "keys.jwks.json"
+"""The public keys that signed the golden streams (their private halves are gone)."""
+
+
+def trust_signers(keys: Iterable[PublicKey], registry: Path = KEYS) -> None:
+    """Add ``keys`` to the golden streams' key registry (kept sorted, nothing removed)."""
+    known = {k.key_id: k for k in read_jwks(registry)}
+    known.update({k.key_id: k for k in keys})
+    registry.write_text(json.dumps(jwks_document(known.values()), indent=2) + "\n", encoding="utf-8")
+
+
+def sign_unsigned(path: Path, registry: Path = KEYS) -> int:
+    """Sign the records of ``path`` that carry no signature, each by its source agency; how many.
+
+    One new key per agency, used for this file only; the public halves go to ``registry``.
+    """
+    keys: dict[str, SigningKey] = {}
+
+    def key_of(agency: str) -> SigningKey:
+        return keys.setdefault(
+            agency, SigningKey.generate(agency, key_id=f"golden-{agency}-{uuid.uuid4().hex[:6]}")
+        )
+
+    header = read_header(path)
+    records = list(read_records(path))
+    unsigned = [r for r in records if r.header(SIGNATURE_HEADER) is None]
+    signed = {id(r): s for r, s in zip(unsigned, signed_as_published(unsigned, key_of), strict=True)}
+    write_recording(path, header, [signed.get(id(r), r) for r in records])
+    trust_signers(k.public for k in keys.values())
+    return len(unsigned)
+
+
 async def make(stack: Stack, scenario: Scenario, out: Path) -> int:
     """Run ``scenario`` on a fresh system and record its topics to ``out``; how many records."""
     async with fresh_system(stack, EVERY_SERVICE) as origin:
         await scenario.run(origin)
+        trust_signers(k for k in origin.secrets.registry() if k.status == "active")
         return await record(
-            origin.bootstrap_servers,
+            origin.superuser,
             out,
             topics=TOPICS,
             prefix=prefix_of(origin),
@@ -247,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     names = [s.name for s in SCENARIOS]
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"some of {', '.join(names)} (default: all)")
     parser.add_argument("--out", type=Path, default=GOLDEN, help="where to write (default: %(default)s)")
+    parser.add_argument(
+        "--sign-unsigned",
+        action="store_true",
+        help="sign, in place, the unsigned records of the chosen streams (no Kafka needed)",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(names))
     if unknown:
@@ -254,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [s for s in SCENARIOS if not args.names or s.name in args.names]
     if not args.out.is_dir():
         parser.error(f"{args.out} is not a directory")
+    if args.sign_unsigned:
+        for scenario in chosen:
+            path = args.out / f"{scenario.name}.jsonl.gz"
+            print(f"{path}: signed {sign_unsigned(path)} records", flush=True)
+        return 0
     # A short path under /tmp: Postgres' Unix socket lives in the data dir (108-byte limit).
     run_dir = Path(tempfile.mkdtemp(prefix="golden-", dir="/tmp"))
     stack = Stack(run_dir=run_dir, kafka_port=free_port(), controller_port=free_port(), ports={})

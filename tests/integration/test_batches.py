@@ -44,7 +44,7 @@ async def test_a_backlog_is_handled_in_few_transactions_in_order_and_once(stack:
     await publish(stack, topic, [*events, events[5], events[41]])  # two redelivered
     await runtime.start()
     try:
-        await wait_group_caught_up(stack.bootstrap_servers, group, topic)
+        await wait_group_caught_up(stack.superuser, group, topic)
         rows = await runtime.pool.fetch("SELECT dossier_id, step FROM handled ORDER BY seq")
         assert len(rows) == 60
         for n in range(20):
@@ -77,7 +77,7 @@ async def test_a_refused_record_is_dead_lettered_alone_and_its_batch_commits(sta
     await publish(stack, topic, events)
     await runtime.start()
     try:
-        await wait_group_caught_up(stack.bootstrap_servers, group, topic)
+        await wait_group_caught_up(stack.superuser, group, topic)
         handled = await runtime.pool.fetch("SELECT dossier_id FROM handled")
         assert sorted(row["dossier_id"] for row in handled) == sorted(
             f"HS-OWN-{n}" for n in range(12) if n not in (3, 7)
@@ -86,7 +86,7 @@ async def test_a_refused_record_is_dead_lettered_alone_and_its_batch_commits(sta
 
         async def parked() -> dict[str, tuple[str, str]]:
             found = {}
-            for record in await read_topic(stack.bootstrap_servers, topics.dead_letters(runtime.name)):
+            for record in await read_topic(stack.superuser, topics.dead_letters(runtime.name)):
                 headers = {n: v.decode() for n, v in record.headers}
                 found[headers["ce_subject"]] = (headers["dlq_reason"], headers["dlq_detail"])
             return found
@@ -123,9 +123,9 @@ async def test_a_record_whose_commit_postgres_refuses_is_dead_lettered_not_retri
     await publish(stack, topic, [handover(n) for n in range(5)] + [second])
     await runtime.start()
     try:
-        await wait_group_caught_up(stack.bootstrap_servers, group, topic)
+        await wait_group_caught_up(stack.superuser, group, topic)
         assert await runtime.pool.fetchval("SELECT count(*) FROM handled") == 5
-        (parked,) = await read_topic(stack.bootstrap_servers, topics.dead_letters(runtime.name))
+        (parked,) = await read_topic(stack.superuser, topics.dead_letters(runtime.name))
         headers = {n: v.decode() for n, v in parked.headers}
         assert headers["ce_id"] == second.id
         assert headers["dlq_reason"] == "handler-error"

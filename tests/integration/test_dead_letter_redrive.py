@@ -15,11 +15,11 @@ from contracts import topics
 from contracts.agencies import ONE_STOP, source_uri
 from contracts.envelope import CloudEvent
 from contracts.events import Applicant, DossierHandedOver
+from infra.kafka.acls import OPERATOR
 from infra.stack import Stack
 from services.runtime import dlq
 from services.runtime.database import Migration
 from services.runtime.service import ServiceRuntime
-from services.runtime.settings import ServiceSettings
 from services.runtime.unit_of_work import UnitOfWork
 from tests.dossier_samples import applicant, eventually_equal
 from tests.kafka_probe import wait_group_caught_up
@@ -29,17 +29,16 @@ pytestmark = pytest.mark.real
 WHEN = datetime(2026, 3, 9, 1, 0, tzinfo=UTC)
 
 
-async def test_redriven_dead_letter_completes_once(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_redriven_dead_letter_completes_once(
+    stack: Stack, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CLI authenticates as the operator, from the environment, as README "Security" says.
+    for variable, value in stack.kafka_access(OPERATOR).env().items():
+        monkeypatch.setenv(variable, value)
     name = f"dlqtest_{uuid.uuid4().hex[:8]}"
     topic, group = topics.handoffs(name), f"{name}.handoffs"
     runtime = ServiceRuntime(
-        settings=ServiceSettings(
-            service=name,
-            kafka_bootstrap_servers=stack.bootstrap_servers,
-            database_url=stack.database_url,
-            host="127.0.0.1",
-            port=0,
-        ),
+        settings=stack.settings_for(name),
         agency=name,
         migrations=(Migration(f"{name}-001", "CREATE TABLE handled (event_id text PRIMARY KEY)"),),
         topics_used=[topic],
@@ -71,15 +70,16 @@ async def test_redriven_dead_letter_completes_once(stack: Stack, capsys: pytest.
             source=source_uri(ONE_STOP),
             time=WHEN,
         )
-        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers)
+        producer = AIOKafkaProducer(**stack.superuser.client_kwargs())
         await producer.start()
         try:
-            await producer.send_and_wait(topic, key=event.key, value=event.value(), headers=event.headers())
+            headers = stack.signed_headers(event.headers(), event.value())
+            await producer.send_and_wait(topic, key=event.key, value=event.value(), headers=headers)
         finally:
             await producer.stop()
 
-        await wait_group_caught_up(stack.bootstrap_servers, group, topic)
-        (letter,) = await dlq.list_dead_letters(stack.bootstrap_servers, name)
+        await wait_group_caught_up(stack.superuser, group, topic)
+        (letter,) = await dlq.list_dead_letters(stack.superuser, name)
         assert (letter.reason, letter.event_id, letter.source_topic) == ("handler-error", event.id, topic)
         assert "cannot handle this yet" in letter.detail
         # The CLI runs its own event loop, as it does from a shell.
@@ -87,16 +87,16 @@ async def test_redriven_dead_letter_completes_once(stack: Stack, capsys: pytest.
         assert "handler-error" in capsys.readouterr().out
 
         bug_fixed = True
-        redriven = await dlq.redrive(stack.bootstrap_servers, name, refs={letter.ref})
+        redriven = await dlq.redrive(stack.superuser, name, refs={letter.ref})
         assert [r.event_id for r in redriven] == [event.id]
         await eventually_equal(lambda: runtime.pool.fetchval("SELECT count(*) FROM handled"), 1)
 
         # Re-driving the same letter again is recognised by the inbox: still handled once.
         redrive_all = ["--bootstrap", stack.bootstrap_servers, "redrive", name, "--all"]
         assert await asyncio.to_thread(dlq.main, redrive_all) == 0
-        await wait_group_caught_up(stack.bootstrap_servers, group, topic)
+        await wait_group_caught_up(stack.superuser, group, topic)
         assert await runtime.pool.fetchval("SELECT count(*) FROM handled") == 1
-        assert len(await dlq.list_dead_letters(stack.bootstrap_servers, name)) == 1
+        assert len(await dlq.list_dead_letters(stack.superuser, name)) == 1
         assert runtime.processor.duplicates_total == 1
     finally:
         await runtime.stop()

@@ -52,6 +52,7 @@ from services.notification.handlers import NoticeWriter
 from services.notification.settings import DeliverySettings
 from services.runtime.clock import ManualClock
 from services.runtime.database import create_pool, migrate
+from services.runtime.kafka_access import KafkaAccess
 from services.runtime.service import ServiceRuntime
 from services.runtime.settings import ServiceSettings
 from services.runtime.unit_of_work import unit_of_work
@@ -118,13 +119,7 @@ async def notification(stack: Stack) -> AsyncIterator[Notification]:
     await migrate(pool, schema=schema, migrations=store.MIGRATIONS)
     clock = ManualClock(WHEN)
     runtime = ServiceRuntime(  # never started: it only lends the writer its settings
-        settings=ServiceSettings(
-            service=schema,
-            kafka_bootstrap_servers=stack.bootstrap_servers,
-            database_url=stack.database_url,
-            host="127.0.0.1",
-            port=0,
-        ),
+        settings=stack.settings_for(schema),
         agency=NOTIFICATION,
         migrations=store.MIGRATIONS,
         clock=clock,
@@ -444,7 +439,7 @@ def test_the_service_wires_the_new_notices_and_the_delivery_worker() -> None:
     runtime = build_runtime(
         ServiceSettings(
             service="notification",
-            kafka_bootstrap_servers="127.0.0.1:1",
+            kafka=KafkaAccess(bootstrap_servers="127.0.0.1:1", security_protocol="PLAINTEXT"),
             database_url="postgresql://unused",
             host="127.0.0.1",
             port=0,

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from contracts.agencies import source_uri
 from contracts.envelope import CloudEvent
 from contracts.events import StepCompleted
 from infra.stack import Stack
@@ -41,17 +42,20 @@ async def test_two_relays_publish_every_row_once_in_commit_order(stack: Stack) -
     schema, topic = f"relay_{suffix}", f"relay-test-{suffix}"
     pool = await create_pool(stack.database_url, schema=schema, size=6)
     await migrate(pool, schema=schema, migrations=())
-    await ensure_topics(stack.bootstrap_servers, [topic])
+    await ensure_topics(stack.superuser, [topic])
     dossiers = [f"HS-R{suffix}-{i}" for i in range(3)]
+    signer = stack.secrets.signing_key("tax")
 
     async def write(dossier_id: str) -> None:
         # One transaction per event, the three dossiers interleaving their commits.
         for n in range(100):
-            async with unit_of_work(pool, now=WHEN, source="/test", outbox_channel=f"outbox_{schema}") as uow:
+            async with unit_of_work(
+                pool, now=WHEN, source=source_uri("tax"), outbox_channel=f"outbox_{schema}", signer=signer
+            ) as uow:
                 await uow.publish(step(dossier_id, n), topic=topic)
 
     producers = [
-        AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers, enable_idempotence=True) for _ in range(2)
+        AIOKafkaProducer(**stack.superuser.client_kwargs(), enable_idempotence=True) for _ in range(2)
     ]
     relays = [
         OutboxRelay(pool=pool, producer=p, schema=schema, channel=f"outbox_{schema}") for p in producers
@@ -73,7 +77,7 @@ async def test_two_relays_publish_every_row_once_in_commit_order(stack: Stack) -
         await pool.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await pool.close()
 
-    records = await read_topic(stack.bootstrap_servers, topic)
+    records = await read_topic(stack.superuser, topic)
     assert len(records) == 300  # each row once, although two relays ran
     assert sorted(r.published_total for r in relays) == [0, 300]  # exactly one led
     for dossier_id in dossiers:

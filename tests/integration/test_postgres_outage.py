@@ -45,7 +45,7 @@ async def test_records_that_arrive_during_an_outage_are_handled_once_it_is_over(
     await runtime.start()
     try:
         await publish(stack, topic, [handover(n, prefix="HS-OUTAGE") for n in range(10)])
-        await wait_group_caught_up(stack.bootstrap_servers, group, topic)
+        await wait_group_caught_up(stack.superuser, group, topic)
         assert await handled() == 10
 
         await proxy.cut()
@@ -54,10 +54,10 @@ async def test_records_that_arrive_during_an_outage_are_handled_once_it_is_over(
         assert (await runtime.health())["postgres"] is False
         assert await handled() == 10
         with pytest.raises(AssertionError, match="still behind"):  # nothing committed meanwhile
-            await wait_group_caught_up(stack.bootstrap_servers, group, topic, timeout=1)
+            await wait_group_caught_up(stack.superuser, group, topic, timeout=1)
 
         await proxy.restore()
-        await wait_group_caught_up(stack.bootstrap_servers, group, topic, timeout=60)
+        await wait_group_caught_up(stack.superuser, group, topic, timeout=60)
         assert await handled() == 30
         assert await direct.fetchval(f'SELECT count(*) FROM "{runtime.name}".inbox') == 30
 
@@ -66,7 +66,7 @@ async def test_records_that_arrive_during_an_outage_are_handled_once_it_is_over(
 
         await eventually_equal(postgres_ok, True)
         dead_letters = runtime.kafka_name(topics.dead_letters(runtime.name))
-        assert await topic_size(stack.bootstrap_servers, dead_letters) == 0
+        assert await topic_size(stack.superuser, dead_letters) == 0
     finally:
         await direct.close()
         await proxy.restore()  # the service stops cleanly, then the proxy goes

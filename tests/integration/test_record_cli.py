@@ -14,9 +14,11 @@ from aiokafka import AIOKafkaProducer
 
 from infra.bench.common import create_topics
 from infra.kafka import free_port
+from infra.kafka.acls import OPERATOR
 from infra.stack import Stack
 from services.replay.record import main, record
 from services.replay.recording import RecordedRecord, read_header, read_records
+from services.runtime.kafka_access import KafkaAccess
 
 pytestmark = pytest.mark.real
 
@@ -28,10 +30,15 @@ TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 class System:
     """A little system on the session's broker: its prefix, its start time and what it holds."""
 
-    bootstrap: str
+    access: KafkaAccess
+    """The operator's: the recorder is an operator's tool."""
     prefix: str
     t0: datetime
     sent: tuple[RecordedRecord, ...]
+
+    @property
+    def bootstrap(self) -> str:
+        return self.access.bootstrap_servers
 
     def at(self, seconds: float) -> datetime:
         return self.t0 + timedelta(seconds=seconds)
@@ -47,9 +54,9 @@ async def system(stack: Stack) -> System:
     # An hour ago: old enough to be "the past", young enough for the broker's 7-day retention.
     t0 = datetime.fromtimestamp(int(time.time()) - 3600, UTC)
     base = int(t0.timestamp() * 1000)
-    await create_topics(stack.bootstrap_servers, [prefix + "intake.events"], partitions=2)
+    await create_topics(stack.superuser, [prefix + "intake.events"], partitions=2)
     await create_topics(
-        stack.bootstrap_servers,
+        stack.superuser,
         # The last one is another system's: same start, but not under the prefix.
         [prefix + "handoffs.tax", prefix + "tax.events", prefix.rstrip(".") + "-other.events"],
         partitions=1,
@@ -74,7 +81,7 @@ async def system(stack: Stack) -> System:
         ("tax.events", 0, 30, None, (), b"no key"),
         ("tax.events", 0, 31, b"t0-1", (), None),
     ]
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers)
+    producer = AIOKafkaProducer(**stack.superuser.client_kwargs())
     await producer.start()
     sent = []
     try:
@@ -93,12 +100,12 @@ async def system(stack: Stack) -> System:
         await producer.send_and_wait(prefix.rstrip(".") + "-other.events", b"not ours")
     finally:
         await producer.stop()
-    return System(stack.bootstrap_servers, prefix, t0, tuple(sent))
+    return System(stack.kafka_access(OPERATOR), prefix, t0, tuple(sent))
 
 
 async def test_records_every_topic_of_the_system_exactly(system: System, tmp_path: Path) -> None:
     out = tmp_path / "all.jsonl.gz"
-    count = await record(system.bootstrap, out, prefix=system.prefix, progress=False)
+    count = await record(system.access, out, prefix=system.prefix, progress=False)
 
     assert count == 9
     header = read_header(out)
@@ -123,7 +130,7 @@ async def test_records_every_topic_of_the_system_exactly(system: System, tmp_pat
 async def test_records_only_the_topics_asked_for(system: System, tmp_path: Path) -> None:
     out = tmp_path / "tax.jsonl.gz"
     count = await record(
-        system.bootstrap, out, topics=["tax.events", "handoffs.tax"], prefix=system.prefix, progress=False
+        system.access, out, topics=["tax.events", "handoffs.tax"], prefix=system.prefix, progress=False
     )
     assert count == 4
     assert read_header(out).topics == ("handoffs.tax", "tax.events")
@@ -133,7 +140,7 @@ async def test_records_only_the_topics_asked_for(system: System, tmp_path: Path)
 async def test_time_window_is_from_inclusive_to_exclusive(system: System, tmp_path: Path) -> None:
     out = tmp_path / "window.jsonl.gz"
     count = await record(
-        system.bootstrap,
+        system.access,
         out,
         prefix=system.prefix,
         since=system.at(10),
@@ -150,9 +157,7 @@ async def test_time_window_is_from_inclusive_to_exclusive(system: System, tmp_pa
 
 async def test_offset_window_applies_to_each_partition(system: System, tmp_path: Path) -> None:
     out = tmp_path / "offsets.jsonl.gz"
-    count = await record(
-        system.bootstrap, out, prefix=system.prefix, from_offset=1, to_offset=2, progress=False
-    )
+    count = await record(system.access, out, prefix=system.prefix, from_offset=1, to_offset=2, progress=False)
     recorded = list(read_records(out))
     assert count == 4
     assert [(r.topic, r.partition, r.offset) for r in recorded] == [
@@ -166,7 +171,8 @@ async def test_offset_window_applies_to_each_partition(system: System, tmp_path:
 async def test_command_line(
     system: System, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", system.bootstrap)
+    for name, value in system.access.env().items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("KAFKA_TOPIC_PREFIX", system.prefix)
     out = tmp_path / "cli.jsonl.gz"
     argv = ["--topics", "intake.events,tax.events", "--from", system.at(5).isoformat(), "-o", str(out)]
@@ -180,8 +186,10 @@ async def test_command_line(
 
 
 async def test_unknown_topic_is_a_clear_error(
-    system: System, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    system: System, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name, value in system.access.env().items():
+        monkeypatch.setenv(name, value)
     out = tmp_path / "none.jsonl.gz"
     argv = ["--bootstrap-servers", system.bootstrap, "--topic-prefix", system.prefix, "-o", str(out)]
     status = await asyncio.to_thread(main, [*argv, "--topics", "intake.events,land_registry.events"])
@@ -199,8 +207,10 @@ async def test_unknown_topic_is_a_clear_error(
 
 
 async def test_unreachable_broker_is_a_clear_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "operator")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "not-needed-to-find-no-broker")
     bootstrap = f"127.0.0.1:{free_port()}"
     status = await asyncio.to_thread(
         main, ["--bootstrap-servers", bootstrap, "-o", str(tmp_path / "x.jsonl.gz")]

@@ -89,6 +89,10 @@ def attr(span: ReadableSpan, name: str) -> object:
     return (span.attributes or {}).get(name)
 
 
+AGENCIES = {"intake": ONE_STOP, "land_registry": LAND_REGISTRY, "tax": TAX}
+"""Who each service that publishes publishes as (its signing key)."""
+
+
 class Services:
     """Services of this test, started in-process against the session's Kafka and a fresh database."""
 
@@ -101,13 +105,8 @@ class Services:
         self.apps: dict[str, FastAPI] = {}
 
     def settings(self, name: str) -> ServiceSettings:
-        return ServiceSettings(
-            service=name,
-            kafka_bootstrap_servers=self.stack.bootstrap_servers,
-            database_url=self.database_url,
-            host="127.0.0.1",
-            port=0,
-            topic_prefix=self.prefix,
+        return self.stack.settings_for(
+            name, agency=AGENCIES.get(name), database_url=self.database_url, topic_prefix=self.prefix
         )
 
     async def start(self, *names: str, intake_clock: Clock | None = None) -> None:

@@ -15,12 +15,13 @@ from starlette.routing import BaseRoute, Mount
 
 from services.console.app import create_app, sign_in_url
 from services.console.auth import COOKIE, ConsoleAccess, is_open, safe_next
+from services.runtime.kafka_access import KafkaAccess
 from services.runtime.settings import ConfigurationError, ServiceSettings
 
 TOKEN = "unit-test-token-0123456789"
 SETTINGS = ServiceSettings(
     service="console",
-    kafka_bootstrap_servers="127.0.0.1:1",
+    kafka=KafkaAccess(bootstrap_servers="127.0.0.1:1", security_protocol="PLAINTEXT"),
     database_url="postgresql://nobody@127.0.0.1:1/none",
     host="127.0.0.1",
     port=8080,

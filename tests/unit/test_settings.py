@@ -18,7 +18,22 @@ def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DATABASE_URL", "postgresql://tax@127.0.0.1/dossiers")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "tax")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "not-a-real-one")
+    monkeypatch.setenv("SIGNING_KEY_REGISTRY", "/nonexistent/key-registry.json")
     return monkeypatch
+
+
+def test_kafka_credentials_are_required(env: pytest.MonkeyPatch) -> None:
+    env.delenv("KAFKA_SASL_PASSWORD")
+    with pytest.raises(ConfigurationError, match="KAFKA_SASL_PASSWORD"):
+        ServiceSettings.from_env("tax", default_port=8002)
+
+
+def test_a_key_registry_is_required(env: pytest.MonkeyPatch) -> None:
+    env.delenv("SIGNING_KEY_REGISTRY")
+    with pytest.raises(ConfigurationError, match="SIGNING_KEY_REGISTRY"):
+        ServiceSettings.from_env("tax", default_port=8002)
 
 
 def test_defaults_bind_to_localhost(env: pytest.MonkeyPatch) -> None:

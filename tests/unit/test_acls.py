@@ -1,0 +1,82 @@
+"""ACLs come from the services' own declarations: the right ones, and only those."""
+
+from __future__ import annotations
+
+import pytest
+
+from contracts import topics
+from infra.kafka.acls import (
+    OPERATOR,
+    Grant,
+    agency_grants,
+    declared_grants,
+    markdown_table,
+    runtime_grants,
+    service_runtimes,
+)
+from services.intake.app import load_catalog
+from services.runtime.kafka_access import KafkaAccess, KafkaAccessError
+
+
+def grants_of(principal: str, prefix: str = "") -> set[Grant]:
+    return {g for g in declared_grants(prefix) if g.principal == principal}
+
+
+def test_an_agency_service_reads_its_handoffs_and_writes_its_answers_only() -> None:
+    assert grants_of("tax") == {
+        Grant("tax", "topic", "handoffs.tax", "READ"),
+        Grant("tax", "group", "tax.handoffs", "READ"),
+        Grant("tax", "topic", "tax.events", "WRITE"),
+        Grant("tax", "topic", "tax.dlq", "WRITE"),
+    }
+
+
+def test_the_desk_hands_over_to_and_hears_from_every_agency_of_the_catalog() -> None:
+    desk = grants_of("intake")
+    for agency in load_catalog().consumers():
+        assert Grant("intake", "topic", topics.handoffs(agency), "WRITE") in desk
+        assert Grant("intake", "topic", topics.agency_events(agency), "READ") in desk
+        assert Grant("intake", "group", f"intake.from.{agency}", "READ") in desk
+    # It reads no handoff topic: those are for the agencies.
+    assert not [g for g in desk if g.operation == "READ" and g.name.startswith("handoffs.")]
+
+
+def test_only_a_topics_owner_writes_it() -> None:
+    for runtime in service_runtimes():
+        for grant in runtime_grants(runtime):
+            if grant.operation == "WRITE" and grant.name.endswith(".events"):
+                assert topics.owner(grant.name) == runtime.agency, grant
+
+
+def test_a_prefixed_deployment_gets_grants_on_its_own_names_only() -> None:
+    prefixed = [g for g in declared_grants("staging.") if g.principal != OPERATOR]
+    assert prefixed
+    assert all(g.name.startswith("staging.") for g in prefixed)
+
+
+def test_an_agency_plugged_in_gets_the_shape_of_an_agency_service() -> None:
+    assert set(agency_grants("urban_planning")) == {
+        Grant("urban_planning", "topic", "handoffs.urban_planning", "READ"),
+        Grant("urban_planning", "group", "urban_planning.", "READ", "prefixed"),
+        Grant("urban_planning", "topic", "urban_planning.events", "WRITE"),
+        Grant("urban_planning", "topic", "urban_planning.dlq", "WRITE"),
+    }
+
+
+def test_the_table_lists_every_principal() -> None:
+    table = markdown_table(declared_grants())
+    for principal in ("intake", "land_registry", "tax", "notification", "console", OPERATOR):
+        assert f"| `{principal}` |" in table
+
+
+def test_kafka_access_refuses_to_go_without_credentials() -> None:
+    with pytest.raises(KafkaAccessError, match="KAFKA_SASL_USERNAME"):
+        KafkaAccess.from_env({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092"})
+    access = KafkaAccess.from_env({"KAFKA_SASL_USERNAME": "tax", "KAFKA_SASL_PASSWORD": "p"})
+    assert access.client_kwargs()["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert access.client_kwargs()["security_protocol"] == "SASL_PLAINTEXT"
+    # Security off only when asked for by name.
+    plain = KafkaAccess.from_env({"KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"})
+    assert plain.client_kwargs()["security_protocol"] == "PLAINTEXT"
+    with pytest.raises(KafkaAccessError, match="KAFKA_SECURITY_PROTOCOL"):
+        KafkaAccess.from_env({"KAFKA_SECURITY_PROTOCOL": "NONE"})
