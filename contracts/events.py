@@ -318,11 +318,11 @@ class SlipRow(Contract):
     note: str
 
 
-class DossierProgressed(DossierEvent):
-    """The desk's whole view of a dossier after any change: status, dates and the slip.
+class DossierProgressedV1(DossierEvent):
+    """The desk's whole view of a dossier after any change (v1, superseded by v2).
 
-    For read models (the operator console, an agency's dashboard): one event carries the
-    state, so a reader needs no other source and no ordering logic beyond the partition's.
+    Kept so that records written before v2 stay readable; readers upcast it to v2, which drops
+    the applicant. Writers emit v2 only.
     """
 
     TYPE: ClassVar[str] = "vn.gov.dossier.progressed.v1"
@@ -331,6 +331,33 @@ class DossierProgressed(DossierEvent):
     procedure_name: str
     level: Literal["city", "ward"]
     applicant: Applicant
+    status: str = Field(examples=["processing", "awaiting_payment", "returned"])
+    received_at: datetime
+    appointment_at: datetime
+    original_appointment_at: datetime | None
+    clock_paused_since: datetime | None
+    returned_at: datetime | None
+    on_time: bool
+    slip: list[SlipRow]
+    updated_at: datetime
+
+
+class DossierProgressed(DossierEvent):
+    """The desk's whole view of a dossier after any change: status, dates and the slip.
+
+    For read models (the operator console, an agency's dashboard): one event carries the
+    state, so a reader needs no other source and no ordering logic beyond the partition's.
+
+    v2 breaks v1 on purpose: it travels on the public ``intake.events``, and v1 named the
+    applicant (name, id number, phone, e-mail) to every reader of it. Who the applicant is goes
+    only to readers entitled to it, on ``intake.citizens``.
+    """
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.progressed.v2"
+
+    procedure_code: str
+    procedure_name: str
+    level: Literal["city", "ward"]
     status: str = Field(examples=["processing", "awaiting_payment", "returned"])
     received_at: datetime
     appointment_at: datetime
@@ -357,6 +384,7 @@ EVENT_TYPES: dict[str, type[DossierEvent]] = {
         StepOverdue,
         ApologyIssued,
         DossierEscalated,
+        DossierProgressedV1,
         DossierProgressed,
     )
 }

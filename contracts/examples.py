@@ -12,6 +12,7 @@ from contracts.events import (
     DossierEvent,
     DossierHandedOver,
     DossierProgressed,
+    DossierProgressedV1,
     DossierReceived,
     DossierReceivedV1,
     DossierReturned,
@@ -51,6 +52,40 @@ _APPRAISAL = {
     "table_value_vnd": 1_206_000_000,
     "declared_price_vnd": 1_500_000_000,
 }
+
+_PROGRESSED = DossierProgressed(
+    dossier_id=_DOSSIER,
+    procedure_code="LAND-TRANSFER",
+    procedure_name="Đăng ký biến động quyền sử dụng đất do chuyển nhượng",
+    level="city",
+    status="processing",
+    received_at=_AT,
+    appointment_at=datetime(2026, 3, 19, 2, 0, tzinfo=UTC),
+    original_appointment_at=None,
+    clock_paused_since=None,
+    returned_at=None,
+    on_time=True,
+    slip=[
+        SlipRow(
+            row=1,
+            step_index=1,
+            from_agency="one_stop",
+            to_agency="land_registry",
+            action="appraise",
+            budget_days=Decimal(3),
+            sent_at=_AT,
+            due_at=datetime(2026, 3, 12, 2, 0, tzinfo=UTC),
+            received_at=None,
+            completed_at=None,
+            outcome=None,
+            late_by_days=Decimal(0),
+            overdue_at=None,
+            note="",
+        )
+    ],
+    updated_at=_AT,
+)
+
 
 EXAMPLES: dict[str, DossierEvent] = {
     e.TYPE: e
@@ -174,39 +209,8 @@ EXAMPLES: dict[str, DossierEvent] = {
             issued_at=datetime(2026, 3, 12, 6, 0, tzinfo=UTC),
             working_days_notice=Decimal(4),
         ),
-        DossierProgressed(
-            dossier_id=_DOSSIER,
-            procedure_code="LAND-TRANSFER",
-            procedure_name="Đăng ký biến động quyền sử dụng đất do chuyển nhượng",
-            level="city",
-            applicant=_APPLICANT,
-            status="processing",
-            received_at=_AT,
-            appointment_at=datetime(2026, 3, 19, 2, 0, tzinfo=UTC),
-            original_appointment_at=None,
-            clock_paused_since=None,
-            returned_at=None,
-            on_time=True,
-            slip=[
-                SlipRow(
-                    row=1,
-                    step_index=1,
-                    from_agency="one_stop",
-                    to_agency="land_registry",
-                    action="appraise",
-                    budget_days=Decimal(3),
-                    sent_at=_AT,
-                    due_at=datetime(2026, 3, 12, 2, 0, tzinfo=UTC),
-                    received_at=None,
-                    completed_at=None,
-                    outcome=None,
-                    late_by_days=Decimal(0),
-                    overdue_at=None,
-                    note="",
-                )
-            ],
-            updated_at=_AT,
-        ),
+        _PROGRESSED,
+        DossierProgressedV1(**_PROGRESSED.model_dump(), applicant=_APPLICANT),
         DossierEscalated(
             dossier_id=_DOSSIER,
             agency="land_registry",

@@ -3,22 +3,43 @@
 An agency writes only to the topics it owns; everything addressed to an agency arrives on a
 topic that only that agency reads, so Kafka ACLs can enforce both rules (see README).
 
-| topic                 | owner (writer) | readers                 | events                                 |
-|-----------------------|----------------|-------------------------|----------------------------------------|
-| ``intake.events``     | intake         | notification            | dossier.received, dossier.returned     |
-| ``handoffs.<agency>`` | intake         | that agency             | dossier.handed_over                    |
-| ``<agency>.events``   | that agency    | intake (+ notification) | dossier.step_completed, agency notices |
-| ``<service>.dlq``     | that service   | operators               | dead letters with the reason           |
+| topic                 | owner  | readers                 | events                                         |
+|-----------------------|--------|-------------------------|------------------------------------------------|
+| ``intake.events``     | intake | anyone granted (public) | the dossier's lifecycle, no personal data      |
+| ``intake.citizens``   | intake | notification, console   | what the citizen is sent, with their identity  |
+| ``handoffs.<agency>`` | intake | that agency             | dossier.handed_over                            |
+| ``<agency>.events``   | agency | intake (+ notification) | dossier.step_completed, agency notices         |
+| ``<service>.dlq``     | it     | operators               | dead letters with the reason                   |
+
+The rule for personal data: an event with the applicant in it (:func:`carries_personal_data`)
+never goes on ``intake.events``.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+from pydantic import BaseModel
+
 from contracts.agencies import ONE_STOP
 
 INTAKE_EVENTS: Final = "intake.events"
-"""Lifecycle of dossiers as the one-stop desk sees it; the citizen-facing notices start here."""
+"""Lifecycle of dossiers as the one-stop desk sees it, with no personal data: any consumer
+granted it (an agency's dashboard, a statistics office) learns statuses, dates and the slip."""
+
+INTAKE_CITIZENS: Final = "intake.citizens"
+"""What the desk sends the citizen (receipt, supplement request, apology, result), with the
+citizen's identity: read only by the notification service and the operators' console."""
+
+
+def carries_personal_data(event: type[BaseModel]) -> bool:
+    """Whether events of this type name the citizen (and so must not go on a public topic)."""
+    return "applicant" in event.model_fields
+
+
+def desk_topic(event: type[BaseModel]) -> str:
+    """Where the desk publishes an event of this type (handoffs aside): the rule above."""
+    return INTAKE_CITIZENS if carries_personal_data(event) else INTAKE_EVENTS
 
 
 def handoffs(agency: str) -> str:
@@ -35,7 +56,7 @@ def agency_events(agency: str) -> str:
 
 def owner(topic: str) -> str | None:
     """The agency allowed to write ``topic`` (None for topics no agency owns, e.g. DLQs)."""
-    if topic == INTAKE_EVENTS or topic.startswith("handoffs."):
+    if topic in (INTAKE_EVENTS, INTAKE_CITIZENS) or topic.startswith("handoffs."):
         return ONE_STOP
     if topic.endswith(".events"):
         return topic.removesuffix(".events")

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from contracts.events import DossierEvent, DossierReceived, DossierReceivedV1, FeeLine, ReceivedDocument
+from contracts.events import (
+    DossierEvent,
+    DossierProgressed,
+    DossierProgressedV1,
+    DossierReceived,
+    DossierReceivedV1,
+    FeeLine,
+    ReceivedDocument,
+)
 
 
 def _received_v1_to_v2(old: DossierEvent) -> DossierEvent:
@@ -29,8 +37,15 @@ def _received_v1_to_v2(old: DossierEvent) -> DossierEvent:
     )
 
 
+def _progressed_v1_to_v2(old: DossierEvent) -> DossierEvent:
+    assert isinstance(old, DossierProgressedV1)
+    # The applicant is dropped: v2 carries no personal data (see DossierProgressed).
+    return DossierProgressed.model_validate(old.model_dump(exclude={"applicant"}))
+
+
 UPCASTERS: dict[type[DossierEvent], Callable[[DossierEvent], DossierEvent]] = {
     DossierReceivedV1: _received_v1_to_v2,
+    DossierProgressedV1: _progressed_v1_to_v2,
 }
 """One step up for each superseded version; chains (v1 → v2 → v3) apply in turn."""
 

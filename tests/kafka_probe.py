@@ -11,7 +11,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.runtime.kafka_access import KafkaAccess
 from services.runtime.topic_reader import partitions_of, read_topic
 
-__all__ = ["read_topic", "topic_size", "wait_group_caught_up"]
+__all__ = ["poll_once", "read_topic", "topic_size", "wait_group_caught_up"]
+
+
+async def poll_once(consumer: AIOKafkaConsumer) -> None:
+    """Start ``consumer`` and poll once: raises what the broker refuses (the caller stops it)."""
+    await consumer.start()
+    await asyncio.wait_for(consumer.getmany(timeout_ms=2000), 15)
 
 
 async def _end_offsets(access: KafkaAccess, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:

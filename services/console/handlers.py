@@ -6,7 +6,7 @@ import asyncpg
 
 from contracts import topics
 from contracts.envelope import CloudEvent
-from contracts.events import ApologyIssued, DossierEscalated, DossierProgressed, StepOverdue
+from contracts.events import ApologyIssued, DossierEscalated, DossierProgressed, DossierReceived, StepOverdue
 from services.console import store
 from services.console.domain.spans import ParsedExport
 from services.runtime.service import ServiceRuntime
@@ -14,6 +14,8 @@ from services.runtime.unit_of_work import UnitOfWork
 
 CONSUMER = "console.intake"
 """Consumer group and inbox name; console replicas sharing one database share it too."""
+CITIZENS_CONSUMER = "console.citizens"
+"""The same for the desk's letters to citizens."""
 
 
 class ReadModel:
@@ -23,11 +25,22 @@ class ReadModel:
         self.runtime = runtime
 
     def register(self) -> None:
-        """The desk's snapshots, overdue steps, apologies and escalations."""
+        """The desk's snapshots, overdue steps and escalations; who applied and the apologies.
+
+        The applicant comes from the receipt on ``intake.citizens``, which operators may read;
+        ``intake.events`` carries no personal data. Older records carried receipts and apologies
+        on ``intake.events``: read there too, so a recording made before the split replays whole.
+        """
         self.runtime.subscribe(
             topics.INTAKE_EVENTS,
             consumer=CONSUMER,
-            accepts=(DossierProgressed, StepOverdue, ApologyIssued, DossierEscalated),
+            accepts=(DossierProgressed, StepOverdue, ApologyIssued, DossierEscalated, DossierReceived),
+            handler=self.apply,
+        )
+        self.runtime.subscribe(
+            topics.INTAKE_CITIZENS,
+            consumer=CITIZENS_CONSUMER,
+            accepts=(DossierReceived, ApologyIssued),
             handler=self.apply,
         )
 
@@ -42,6 +55,8 @@ class ReadModel:
             await store.save_apology(uow.conn, event.id, data)
         elif isinstance(data, DossierEscalated):
             await store.save_escalation(uow.conn, event.id, data)
+        elif isinstance(data, DossierReceived):
+            await store.save_applicant(uow.conn, data.dossier_id, data.applicant)
 
 
 async def keep_spans(pool: asyncpg.Pool, export: ParsedExport) -> None:

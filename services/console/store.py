@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from contracts.events import ApologyIssued, DossierEscalated, DossierProgressed, StepOverdue
+from contracts.events import ApologyIssued, Applicant, DossierEscalated, DossierProgressed, StepOverdue
 from services.console.domain.dossiers import first_promised, has_open_overdue_step, search_text
 from services.console.domain.on_time import CompletedStep, Period, SettledDossier
 from services.console.domain.spans import Span
@@ -145,6 +145,27 @@ MIGRATIONS = (
         CREATE INDEX spans_start ON spans (start_at);
         """,
     ),
+    Migration(
+        "console-003-applicants-apart",
+        """
+        -- Who applied comes from the receipt (intake.citizens), no longer from the public
+        -- snapshots; the two arrive in either order, so they are kept apart and joined.
+        CREATE TABLE applicants (
+            dossier_id  text PRIMARY KEY,
+            applicant   jsonb NOT NULL,
+            full_name   text NOT NULL,
+            id_number   text NOT NULL,
+            -- name and id number folded (lower case, no diacritics) for search
+            search_text text NOT NULL
+        );
+        INSERT INTO applicants (dossier_id, applicant, full_name, id_number, search_text)
+            SELECT id, applicant, applicant_name, applicant_id_number, search_text FROM dossiers;
+        ALTER TABLE dossiers DROP COLUMN applicant, DROP COLUMN applicant_name,
+            DROP COLUMN applicant_id_number;
+        -- From now on the dossier's own search text is its folded id.
+        UPDATE dossiers SET search_text = lower(id);
+        """,
+    ),
 )
 
 MAX_TRACE_SPANS = 5000
@@ -173,16 +194,13 @@ _SLIP_COLUMNS = (
 _SLIP_NAMES = ", ".join(name for name, _ in _SLIP_COLUMNS)
 _SAVE_PROGRESS = f"""
 WITH kept AS (
-    INSERT INTO dossiers (id, procedure_code, procedure_name, level, applicant, applicant_name,
-        applicant_id_number, search_text, status, received_at, appointment_at,
-        original_appointment_at, first_promised_at, clock_paused_since, returned_at, on_time,
-        overdue_open, current_agency, current_action, updated_at)
-    VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-        $18, $19, $20)
+    INSERT INTO dossiers (id, procedure_code, procedure_name, level, search_text, status, received_at,
+        appointment_at, original_appointment_at, first_promised_at, clock_paused_since, returned_at,
+        on_time, overdue_open, current_agency, current_action, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
     ON CONFLICT (id) DO UPDATE SET procedure_code = EXCLUDED.procedure_code,
         procedure_name = EXCLUDED.procedure_name, level = EXCLUDED.level,
-        applicant = EXCLUDED.applicant, applicant_name = EXCLUDED.applicant_name,
-        applicant_id_number = EXCLUDED.applicant_id_number, search_text = EXCLUDED.search_text,
+        search_text = EXCLUDED.search_text,
         status = EXCLUDED.status, received_at = EXCLUDED.received_at,
         appointment_at = EXCLUDED.appointment_at,
         original_appointment_at = EXCLUDED.original_appointment_at,
@@ -196,19 +214,19 @@ WITH kept AS (
     RETURNING id
 ),
 gone AS (
-    DELETE FROM slip_rows WHERE dossier_id IN (SELECT id FROM kept) AND slip_row <> ALL($21::integer[])
+    DELETE FROM slip_rows WHERE dossier_id IN (SELECT id FROM kept) AND slip_row <> ALL($18::integer[])
 ),
 slip AS (
     INSERT INTO slip_rows (dossier_id, {_SLIP_NAMES})
     SELECT kept.id, row.* FROM kept,
-        unnest({unnest_arrays(_SLIP_COLUMNS, 21)})
+        unnest({unnest_arrays(_SLIP_COLUMNS, 18)})
         AS row({_SLIP_NAMES})
     ON CONFLICT (dossier_id, slip_row) DO UPDATE SET
         {", ".join(f"{name} = EXCLUDED.{name}" for name, _ in _SLIP_COLUMNS[1:])}
 )
 SELECT EXISTS (SELECT FROM kept)
 """
-"""The snapshot and its slip (one array per slip column, ``$21`` on) in one round trip."""
+"""The snapshot and its slip (one array per slip column, ``$18`` on) in one round trip."""
 
 
 async def save_progress(conn: Connection, event: DossierProgressed) -> bool:
@@ -225,10 +243,7 @@ async def save_progress(conn: Connection, event: DossierProgressed) -> bool:
             event.procedure_code,
             event.procedure_name,
             event.level,
-            event.applicant.model_dump_json(),
-            event.applicant.full_name,
-            event.applicant.id_number,
-            search_text(event.dossier_id, event.applicant.full_name, event.applicant.id_number),
+            search_text(event.dossier_id),
             event.status,
             event.received_at,
             event.appointment_at,
@@ -256,6 +271,19 @@ async def save_progress(conn: Connection, event: DossierProgressed) -> bool:
             [r.overdue_at for r in slip],
             [r.note for r in slip],
         )
+    )
+
+
+async def save_applicant(conn: Connection, dossier_id: str, applicant: Applicant) -> None:
+    """Who applied for the dossier, from its receipt (a repeated receipt changes nothing)."""
+    await conn.execute(
+        "INSERT INTO applicants (dossier_id, applicant, full_name, id_number, search_text)"
+        " VALUES ($1, $2::jsonb, $3, $4, $5) ON CONFLICT (dossier_id) DO NOTHING",
+        dossier_id,
+        applicant.model_dump_json(),
+        applicant.full_name,
+        applicant.id_number,
+        search_text(applicant.full_name, applicant.id_number),
     )
 
 
@@ -383,10 +411,13 @@ _LATE_SQL = (
 """The rule of :func:`services.console.domain.dossiers.lateness`, for filtering in SQL."""
 
 _DOSSIER_COLUMNS = (
-    "id, procedure_code, procedure_name, level, applicant_name, applicant_id_number, status, received_at,"
-    " appointment_at, original_appointment_at, first_promised_at, clock_paused_since, returned_at, on_time,"
-    " overdue_open, current_agency, current_action, updated_at"
+    "d.id, d.procedure_code, d.procedure_name, d.level, a.full_name AS applicant_name,"
+    " a.id_number AS applicant_id_number, d.status, d.received_at, d.appointment_at,"
+    " d.original_appointment_at, d.first_promised_at, d.clock_paused_since, d.returned_at, d.on_time,"
+    " d.overdue_open, d.current_agency, d.current_action, d.updated_at"
 )
+_DOSSIERS = "dossiers d LEFT JOIN applicants a ON a.dossier_id = d.id"
+"""A dossier with who applied, once the receipt has come (it may come after the first snapshot)."""
 
 
 def _like_pattern(text: str) -> str:
@@ -408,18 +439,18 @@ async def list_dossiers(
     args: list[Any] = []
     if folded_query:
         args.append(_like_pattern(folded_query))
-        conditions.append(f"search_text LIKE ${len(args)}")
+        conditions.append(f"(d.search_text LIKE ${len(args)} OR a.search_text LIKE ${len(args)})")
     if status:
         args.append(status)
-        conditions.append(f"status = ${len(args)}")
+        conditions.append(f"d.status = ${len(args)}")
     if late is not None:
         args.append(now)
         is_late = _LATE_SQL.format(now=f"${len(args)}")
         conditions.append(is_late if late else f"NOT {is_late}")
     args.append(limit)
     rows = await conn.fetch(
-        f"SELECT {_DOSSIER_COLUMNS} FROM dossiers WHERE {' AND '.join(conditions)}"
-        f" ORDER BY received_at DESC, id LIMIT ${len(args)}",
+        f"SELECT {_DOSSIER_COLUMNS} FROM {_DOSSIERS} WHERE {' AND '.join(conditions)}"
+        f" ORDER BY d.received_at DESC, d.id LIMIT ${len(args)}",
         *args,
     )
     return [dict(r) for r in rows]
@@ -432,11 +463,13 @@ async def statuses(conn: Connection) -> list[str]:
 
 async def dossier(conn: Connection, dossier_id: str) -> dict[str, Any] | None:
     """One dossier with its applicant and its slip; None if the console has not heard of it."""
-    row = await conn.fetchrow(f"SELECT {_DOSSIER_COLUMNS}, applicant FROM dossiers WHERE id = $1", dossier_id)
+    row = await conn.fetchrow(
+        f"SELECT {_DOSSIER_COLUMNS}, a.applicant FROM {_DOSSIERS} WHERE d.id = $1", dossier_id
+    )
     if row is None:
         return None
     found = dict(row)
-    found["applicant"] = json.loads(found["applicant"])
+    found["applicant"] = json.loads(found["applicant"]) if found["applicant"] is not None else None
     slip = await conn.fetch(
         "SELECT slip_row AS row, step_index, from_agency, to_agency, action, budget_days, sent_at, due_at,"
         " received_at, completed_at, outcome, late_by_days, overdue_at, note"
@@ -453,8 +486,9 @@ async def overdue_steps(
     """Steps found overdue, newest first, with whether the step has been completed since."""
     rows = await conn.fetch(
         "SELECT o.dossier_id, o.step_index, o.agency, o.action, o.budget_days, o.due_at, o.detected_at,"
-        " o.appointment_at, d.applicant_name, d.procedure_name, d.status, s.completed_at"
+        " o.appointment_at, a.full_name AS applicant_name, d.procedure_name, d.status, s.completed_at"
         " FROM overdue_steps o LEFT JOIN dossiers d ON d.id = o.dossier_id"
+        " LEFT JOIN applicants a ON a.dossier_id = o.dossier_id"
         " LEFT JOIN LATERAL (SELECT completed_at FROM slip_rows r WHERE r.dossier_id = o.dossier_id"
         "   AND r.step_index = o.step_index ORDER BY r.slip_row DESC LIMIT 1) s ON true"
         " WHERE ($1::text IS NULL OR o.dossier_id = $1) AND (NOT $2 OR s.completed_at IS NULL)"
@@ -494,8 +528,9 @@ async def escalations(
     """Rescheduled dossiers that slipped again, newest first."""
     rows = await conn.fetch(
         "SELECT e.dossier_id, e.agency, e.step_index, e.action, e.reason, e.appointment_at, e.detected_at,"
-        " d.applicant_name, d.procedure_name, d.status"
+        " a.full_name AS applicant_name, d.procedure_name, d.status"
         " FROM escalations e LEFT JOIN dossiers d ON d.id = e.dossier_id"
+        " LEFT JOIN applicants a ON a.dossier_id = e.dossier_id"
         " WHERE ($1::text IS NULL OR e.dossier_id = $1) ORDER BY e.detected_at DESC LIMIT $2",
         dossier_id,
         limit,

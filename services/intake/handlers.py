@@ -112,8 +112,7 @@ class Desk:
 
         A new agency in the catalog needs no code here.
         """
-        self.runtime.publishes(
-            topics.INTAKE_EVENTS,
+        desk_events = (
             DossierReceived,
             DossierReturned,
             PaymentReceived,
@@ -124,6 +123,9 @@ class Desk:
             DossierEscalated,
             DossierProgressed,
         )
+        # The citizen's identity goes only where readers are entitled to it (contracts.topics).
+        for topic in (topics.INTAKE_EVENTS, topics.INTAKE_CITIZENS):
+            self.runtime.publishes(topic, *(e for e in desk_events if topics.desk_topic(e) == topic))
         for agency in sorted(self.catalog.consumers()):
             self.runtime.publishes(topics.handoffs(agency), DossierHandedOver)
         self.runtime.run_in_background("deadline_watcher", self.watch_deadlines)
@@ -380,4 +382,4 @@ async def _record(
         if isinstance(event, DossierHandedOver):
             await uow.publish(event, topic=topics.handoffs(event.to_agency))
         else:
-            await uow.publish(event, topic=topics.INTAKE_EVENTS)
+            await uow.publish(event, topic=topics.desk_topic(type(event)))

@@ -31,11 +31,17 @@ class NoticeWriter:
 
     def register(self) -> None:
         """Receipts, supplement requests, apologies and results come from the desk; tax notices from tax."""
+        letters = (DossierReceived, DossierReturned, SupplementRequested, ApologyIssued)
         self.runtime.subscribe(
-            topics.INTAKE_EVENTS,
-            consumer="notification.intake",
-            accepts=(DossierReceived, DossierReturned, SupplementRequested, ApologyIssued),
+            topics.INTAKE_CITIZENS,
+            consumer="notification.citizens",
+            accepts=letters,
             handler=self.write_notice,
+        )
+        # Records written before the desk moved letters to intake.citizens (recordings, streams
+        # replayed as they are) still carry them on intake.events.
+        self.runtime.subscribe(
+            topics.INTAKE_EVENTS, consumer="notification.intake", accepts=letters, handler=self.write_notice
         )
         self.runtime.subscribe(
             topics.agency_events(TAX),

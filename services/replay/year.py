@@ -217,7 +217,7 @@ def _stream(
     details = _details(procedure.code, n)
     documents = [d.code for d in procedure.required_documents]
     yield _record(
-        topics.INTAKE_EVENTS,
+        topics.desk_topic(DossierReceived),
         ONE_STOP,
         DossierReceived(
             dossier_id=dossier_id,
@@ -244,7 +244,7 @@ def _stream(
             # The citizen pays within two working days of the notice; that time is not counted.
             now = calendar.add_working_time(now, HOUR * rng.randint(1, 16))
             yield _record(
-                topics.INTAKE_EVENTS,
+                topics.desk_topic(PaymentReceived),
                 ONE_STOP,
                 PaymentReceived(dossier_id=dossier_id, received_at=now),
                 now,

@@ -1,13 +1,17 @@
-"""An outside agency's consumer: only aiokafka, jsonschema and the committed JSON Schemas.
+"""An outside agency's consumer: only aiokafka, jsonschema, cryptography and what is published.
 
 Usage: python plain_consumer.py BOOTSTRAP SCHEMAS_DIR DOSSIER_ID TOPIC [TOPIC ...]
-with the principal's SCRAM credentials in KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD.
-Reads every record of one dossier from the topics, validates each CloudEvent (binary mode)
-against the latest committed schema of its ce_type, and prints one JSON line per event.
+with the principal's SCRAM credentials in KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD and the
+key registry (a JWKS) in SIGNING_KEY_REGISTRY. Reads every record of one dossier from the topics,
+verifies its signature as contracts/signing.py describes it (the signed array, Ed25519, the key
+bound to the source's agency), validates each CloudEvent (binary mode) against the latest
+committed schema of its ce_type, and prints one JSON line per event.
 Deliberately imports nothing from this project.
 """
 
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import sys
@@ -16,6 +20,36 @@ from pathlib import Path
 import jsonschema
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+SIGNED = ("ce_id", "ce_type", "ce_source", "ce_subject", "ce_time", "ce_dataschema")
+
+
+def unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def keys() -> dict[str, dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for path in os.environ["SIGNING_KEY_REGISTRY"].split(os.pathsep):
+        if Path(path).exists():
+            found |= {k["kid"]: k for k in json.loads(Path(path).read_text(encoding="utf-8"))["keys"]}
+    return found
+
+
+def verify(headers: dict[str, str], value: bytes, registry: dict[str, dict[str, str]]) -> str:
+    """The key id that signed the record; raises if none of the published keys did."""
+    jwk = registry[headers["ce_keyid"]]
+    assert jwk["status"] != "revoked"
+    assert headers["ce_source"] == "/vn/gov/agencies/" + jwk["agency"], "the key is not the source's"
+    signed = ["vn-gov-dossier-event-signature/1", *(headers.get(n, "") for n in SIGNED)]
+    message = json.dumps(
+        [*signed, hashlib.sha256(value).hexdigest()], ensure_ascii=False, separators=(",", ":")
+    )
+    Ed25519PublicKey.from_public_bytes(unb64(jwk["x"])).verify(
+        unb64(headers["ce_signature"]), message.encode()
+    )
+    return jwk["kid"]
 
 
 def latest_schema(schemas: Path, event_type: str) -> dict[str, object]:
@@ -35,6 +69,7 @@ def access(bootstrap: str) -> dict[str, str]:
 
 
 async def main(bootstrap: str, schemas: Path, dossier_id: str, topics: list[str]) -> None:
+    registry = keys()
     admin = AIOKafkaAdminClient(**access(bootstrap))
     await admin.start()
     try:
@@ -57,6 +92,7 @@ async def main(bootstrap: str, schemas: Path, dossier_id: str, topics: list[str]
                     assert headers["ce_specversion"] == "1.0"
                     assert headers["content-type"] == "application/json"
                     assert headers["ce_subject"] == dossier_id
+                    verified_by = verify(headers, record.value, registry)
                     data = json.loads(record.value)
                     jsonschema.validate(data, latest_schema(schemas, headers["ce_type"]))
                     print(
@@ -65,6 +101,7 @@ async def main(bootstrap: str, schemas: Path, dossier_id: str, topics: list[str]
                                 "topic": record.topic,
                                 "type": headers["ce_type"],
                                 "source": headers["ce_source"],
+                                "verified_by": verified_by,
                             }
                         )
                     )

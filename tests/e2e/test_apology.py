@@ -46,17 +46,34 @@ async def set_time(stack: Stack, moment: datetime) -> None:
 
 
 async def intake_events(stack: Stack, dossier_id: str) -> list[tuple[str, dict[str, Any]]]:
-    """(ce_type, data) of everything the desk published about a dossier, in order."""
-    return [
-        (dict(r.headers)["ce_type"].decode(), json.loads(r.value))
-        for r in await read_topic(stack.superuser, topics.INTAKE_EVENTS)
+    """(ce_type, data) of everything the desk published about a dossier, in the order it wrote them.
+
+    Read from both of the desk's topics (the public lifecycle and the letters to the citizen);
+    two topics have no common order, so the desk's outbox positions give it.
+    """
+    records = [
+        r
+        for topic in (topics.INTAKE_EVENTS, topics.INTAKE_CITIZENS)
+        for r in await read_topic(stack.superuser, topic)
         if r.key == dossier_id.encode()
     ]
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT event_id, position FROM intake.outbox WHERE key = $1", dossier_id.encode()
+        )
+        positions = {row["event_id"]: row["position"] for row in rows}
+    finally:
+        await conn.close()
+    records.sort(key=lambda r: positions[dict(r.headers)["ce_id"].decode()])
+    return [(dict(r.headers)["ce_type"].decode(), json.loads(r.value)) for r in records]
 
 
 async def types_of(stack: Stack, dossier_id: str) -> list[str]:
     """The desk's events about a dossier, without its state snapshots."""
-    return [t for t, _ in await intake_events(stack, dossier_id) if t != "vn.gov.dossier.progressed.v1"]
+    return [
+        t for t, _ in await intake_events(stack, dossier_id) if not t.startswith("vn.gov.dossier.progressed")
+    ]
 
 
 async def file_and_reach_tax(intake: httpx.AsyncClient, n: int) -> dict[str, Any]:

@@ -74,7 +74,8 @@ async def test_v1_and_v2_receipts_in_one_stream(services: Stack, db: asyncpg.Poo
     # The desk writes v2 only.
     written = {
         dict(r.headers)["ce_type"].decode()
-        for r in await read_topic(services.superuser, topics.INTAKE_EVENTS)
+        for topic in (topics.INTAKE_EVENTS, topics.INTAKE_CITIZENS)
+        for r in await read_topic(services.superuser, topic)
         if r.key == new_id.encode()
     }
-    assert written == {"vn.gov.dossier.received.v2", "vn.gov.dossier.progressed.v1"}
+    assert written == {"vn.gov.dossier.received.v2", "vn.gov.dossier.progressed.v2"}

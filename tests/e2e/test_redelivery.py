@@ -52,7 +52,7 @@ async def snapshot(db: asyncpg.Pool, dossier_id: str) -> dict[str, Any]:
             "intake.from.land_registry",
         ),
         ("tax", "vn.gov.tax.payment_notice_issued.v1", "tax.events", "notification.tax"),
-        ("intake", "vn.gov.dossier.received.v2", "intake.events", "notification.intake"),
+        ("intake", "vn.gov.dossier.received.v2", "intake.citizens", "notification.citizens"),
     ],
 )
 async def test_redelivered_event_changes_nothing(

@@ -446,6 +446,6 @@ def test_the_service_wires_the_new_notices_and_the_delivery_worker() -> None:
         ),
         delivery=DeliverySettings.from_env({}),
     )
-    (intake,) = [s for s in runtime.subscriptions if s.topic == topics.INTAKE_EVENTS]
-    assert {cls.__name__ for cls in intake.accepts} >= {"SupplementRequested", "ApologyIssued"}
+    (letters,) = [s for s in runtime.subscriptions if s.topic == topics.INTAKE_CITIZENS]
+    assert {cls.__name__ for cls in letters.accepts} >= {"SupplementRequested", "ApologyIssued"}
     assert [name for name, _ in runtime._background] == ["delivery"]

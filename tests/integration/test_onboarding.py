@@ -21,6 +21,7 @@ from contracts.signing import KeyRegistry, SigningKey, registry_paths
 from infra.agencies import main
 from infra.stack import Stack
 from services.runtime.kafka_access import KafkaAccess
+from tests.kafka_probe import poll_once
 
 pytestmark = pytest.mark.real
 
@@ -87,14 +88,9 @@ async def test_the_agency_reads_its_handoffs_and_answers_signed(onboarded: dict[
     )
     try:
         with pytest.raises(TopicAuthorizationFailedError):
-            await _start_and_poll(snoop)
+            await poll_once(snoop)
     finally:
         await snoop.stop()
-
-
-async def _start_and_poll(consumer: AIOKafkaConsumer) -> None:
-    await consumer.start()
-    await asyncio.wait_for(consumer.getmany(timeout_ms=2000), 15)
 
 
 def test_what_the_agency_receives_is_kept_for_its_owner_only(stack: Stack, onboarded: dict[str, str]) -> None:

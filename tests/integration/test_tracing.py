@@ -56,7 +56,7 @@ class Edge:
     child_service: str
     child: str
     count: int
-    at_least: bool = False  # for intake.events, which also carries a "progressed" per change
+    at_least: bool = False  # for intake.events, which carries a "progressed" per change
 
 
 EXPECTED_EDGES = [
@@ -66,7 +66,9 @@ EXPECTED_EDGES = [
     Edge("intake", "handoffs.tax publish", "tax", "handoffs.tax process", 1),
     Edge("tax", "tax.events publish", "intake", "tax.events process", 2),  # notice (ignored) + step
     Edge("tax", "tax.events publish", "notification", "tax.events process", 2),  # notice + step (ignored)
-    Edge("intake", "intake.events publish", "notification", "intake.events process", 2, at_least=True),
+    Edge(
+        "intake", "intake.citizens publish", "notification", "intake.citizens process", 2
+    ),  # receipt, result
     # Within a service, through the outbox: the work that wrote a row -> the relay's publish span.
     Edge("intake", "POST /dossiers", "intake", "handoffs.land_registry publish", 1),
     Edge(
@@ -75,6 +77,7 @@ EXPECTED_EDGES = [
     Edge("intake", "land_registry.events process", "intake", "handoffs.tax publish", 1),
     Edge("tax", "handoffs.tax process", "tax", "tax.events publish", 2),
     Edge("intake", "land_registry.events process", "intake", "intake.events publish", 1, at_least=True),
+    Edge("intake", "POST /dossiers", "intake", "intake.citizens publish", 1),  # the receipt
     # The payment: the desk's work continues the dossier's trace (and links to the request).
     Edge("intake", "POST /dossiers", "intake", "record payment", 1),
     Edge("intake", "record payment", "intake", "handoffs.land_registry publish", 1),

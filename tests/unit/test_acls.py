@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from contracts import topics
@@ -80,3 +82,28 @@ def test_kafka_access_refuses_to_go_without_credentials() -> None:
     assert plain.client_kwargs()["security_protocol"] == "PLAINTEXT"
     with pytest.raises(KafkaAccessError, match="KAFKA_SECURITY_PROTOCOL"):
         KafkaAccess.from_env({"KAFKA_SECURITY_PROTOCOL": "NONE"})
+
+
+def test_only_notification_and_the_console_read_the_letters_to_citizens() -> None:
+    readers = {
+        g.principal
+        for g in declared_grants()
+        if g.resource == "topic" and g.name == topics.INTAKE_CITIZENS and g.operation == "READ"
+    }
+    assert readers == {"notification", "console"}
+
+
+def test_nothing_with_personal_data_is_declared_on_the_public_topic() -> None:
+    for runtime in service_runtimes():
+        for publication in runtime.publications:
+            if publication.topic == topics.INTAKE_EVENTS:
+                assert publication.events, runtime.name
+                assert not [e for e in publication.events if topics.carries_personal_data(e)]
+
+
+def test_the_readme_shows_the_acls_as_they_are() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("<!-- acl-table:start -->\n", 1)[1].split("<!-- acl-table:end -->", 1)[0]
+    assert shown == markdown_table(declared_grants()), (
+        "README's ACL table: paste `python -m infra.kafka.acls show`"
+    )

@@ -80,7 +80,8 @@ def test_records_are_in_time_order_on_the_topics_their_writers_own(year: Generat
     stamps = [r.timestamp_ms for r in year.records]
     assert stamps == sorted(stamps)
     assert {r.topic for r in year.records} == {
-        topics.INTAKE_EVENTS,
+        topics.INTAKE_CITIZENS,  # the receipts, with who applied
+        topics.INTAKE_EVENTS,  # the payments
         topics.agency_events("land_registry"),
         topics.agency_events("tax"),
     }

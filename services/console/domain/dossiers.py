@@ -63,6 +63,6 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
-def search_text(dossier_id: str, full_name: str, id_number: str) -> str:
-    """What a search matches against: the dossier id, the citizen's name and id number."""
-    return fold(f"{dossier_id} {full_name} {id_number}")
+def search_text(*parts: str) -> str:
+    """What a search matches against (a dossier id; a citizen's name and id number), folded."""
+    return fold(" ".join(parts))

@@ -360,7 +360,6 @@ class Dossier:
             procedure_code=self.procedure_code,
             procedure_name=self.procedure_name,
             level="ward" if self.level == "ward" else "city",
-            applicant=self.applicant,
             status=self.status.value,
             received_at=self.received_at,
             appointment_at=self.appointment_at,
