@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from typing import Any, Literal
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AclBinding,
+    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -211,7 +213,38 @@ def apply(
     missing = [t for t in missing if t.topic not in existing]
     if missing:
         _wait(client.create_topics(missing, operation_timeout=30), "topics", ignore=("TOPIC_ALREADY_EXISTS",))
-    _wait(client.create_acls([g.binding() for g in grants]), "ACLs")
+    bindings = [g.binding() for g in grants]
+    _wait(client.create_acls(bindings), "ACLs")
+    _until_enforced(client, bindings)
+
+
+def _until_enforced(client: AdminClient, bindings: Sequence[AclBinding], timeout: float = 30) -> None:
+    """Wait until the broker's authorizer has every binding.
+
+    The controller accepts new ACLs before the broker has replayed them from the metadata log;
+    a client that connects in between (a service just started, an agency just onboarded) would
+    be refused. DescribeAcls is answered from the broker's own authorizer, so it tells.
+    """
+    # None means "any" here (confluent-kafka's documentation); its type hints say str.
+    anything: Any = None
+    everything = AclBindingFilter(
+        ResourceType.ANY,
+        anything,
+        ResourcePatternType.ANY,
+        anything,
+        anything,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    wanted = set(bindings)
+    deadline = time.monotonic() + timeout
+    while True:
+        present = set(client.describe_acls(everything).result(timeout=30))
+        if wanted <= present:
+            return
+        if time.monotonic() > deadline:
+            raise ProvisioningError(f"{len(wanted - present)} ACLs not in force after {timeout:.0f} s")
+        time.sleep(0.1)
 
 
 def _wait(futures: dict[Any, Future[Any]], what: str, ignore: tuple[str, ...] = ()) -> None:
