@@ -13,6 +13,7 @@ import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from faststream.kafka.security import parse_security
@@ -24,6 +25,15 @@ SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256"]
 
 class KafkaAccessError(ValueError):
     """The Kafka connection settings are incomplete or contradictory; the message names the variable."""
+
+
+def _read_secret(path: str | None) -> str:
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise KafkaAccessError(f"KAFKA_SASL_PASSWORD_FILE={path}: {exc.strerror}") from exc
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,7 +67,8 @@ class KafkaAccess:
         """Read the ``KAFKA_*`` connection variables (README "Configuration").
 
         ``KAFKA_BOOTSTRAP_SERVERS``, ``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_MECHANISM``,
-        ``KAFKA_SASL_USERNAME``, ``KAFKA_SASL_PASSWORD`` and ``KAFKA_SSL_CAFILE``.
+        ``KAFKA_SASL_USERNAME``, ``KAFKA_SASL_PASSWORD`` (or ``KAFKA_SASL_PASSWORD_FILE``, a file
+        holding it: Docker secrets) and ``KAFKA_SSL_CAFILE``.
         """
         protocol = environ.get("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
         if protocol not in ("SASL_PLAINTEXT", "SASL_SSL", "PLAINTEXT", "SSL"):
@@ -70,7 +81,8 @@ class KafkaAccess:
         return cls(
             bootstrap_servers=environ.get("KAFKA_BOOTSTRAP_SERVERS", default_bootstrap),
             username=environ.get("KAFKA_SASL_USERNAME", ""),
-            password=environ.get("KAFKA_SASL_PASSWORD", ""),
+            password=environ.get("KAFKA_SASL_PASSWORD", "")
+            or _read_secret(environ.get("KAFKA_SASL_PASSWORD_FILE")),
             security_protocol=protocol,  # type: ignore[arg-type]  # checked just above
             sasl_mechanism=mechanism,  # type: ignore[arg-type]
             ssl_cafile=environ.get("KAFKA_SSL_CAFILE") or None,

@@ -107,3 +107,14 @@ def test_the_readme_shows_the_acls_as_they_are() -> None:
     assert shown == markdown_table(declared_grants()), (
         "README's ACL table: paste `python -m infra.kafka.acls show`"
     )
+
+
+def test_a_password_can_come_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "intake.password"
+    secret.write_text("s3cret\n")
+    access = KafkaAccess.from_env({"KAFKA_SASL_USERNAME": "intake", "KAFKA_SASL_PASSWORD_FILE": str(secret)})
+    assert access.password == "s3cret"
+    with pytest.raises(KafkaAccessError, match="KAFKA_SASL_PASSWORD_FILE"):
+        KafkaAccess.from_env(
+            {"KAFKA_SASL_USERNAME": "intake", "KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "no")}
+        )
