@@ -106,6 +106,11 @@ class DossierReceived(DossierEvent):
         description="The procedure-specific details as filed (see the procedure's details_schema);"
         " with the applicant and documents, everything needed to file the dossier again (replay).",
     )
+    lookup_code: str | None = Field(
+        default=None,
+        description="Printed on the receipt; with the dossier's id it opens the public status look-up"
+        " (GET /dossiers/{id}/status). Only on intake.citizens, like the applicant.",
+    )
 
     @property
     def fees_total_vnd(self) -> int:

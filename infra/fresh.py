@@ -20,7 +20,7 @@ from infra.kafka import free_port
 from infra.kafka.acls import OPERATOR
 from infra.kafka.node import ADMIN_PRINCIPAL
 from infra.stack import Stack
-from services.replay.replay import Target
+from services.replay.replay import REPLAY_ROLES, Target
 
 
 async def create_database(server_url: str, name: str) -> str:
@@ -82,4 +82,5 @@ def target_of(system: Stack) -> Target:
         kafka=system.kafka_access(OPERATOR),
         services={name: service.url for name, service in system.services.items()},
         topic_prefix=prefix_of(system),
+        token=system.token(*REPLAY_ROLES, subject="replayer"),
     )

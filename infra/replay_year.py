@@ -23,7 +23,7 @@ from infra.stack import REPO, Stack, interrupt_on_signals
 from infra.trust import TrustStore
 from services.intake.app import load_catalog
 from services.replay.recording import RecordingHeader, signed_as_published, write_recording
-from services.replay.replay import Target, replay
+from services.replay.replay import REPLAY_ROLES, Target, replay
 from services.replay.report import expected, measured, render
 from services.replay.year import generate
 
@@ -65,6 +65,7 @@ async def run(scale: float, run_dir: Path, *, progress: bool = True) -> int:
         target = Target(
             kafka=stack.kafka_access(OPERATOR),
             services={name: s.url for name, s in stack.services.items()},
+            token=stack.token(*REPLAY_ROLES, subject="replayer"),
         )
         report = await replay(recording, target, progress=progress)
         system = await measured(stack.database_url, load_catalog())

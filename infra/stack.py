@@ -31,7 +31,9 @@ from infra.kafka.acls import apply as apply_grants
 from infra.kafka.node import ADMIN_PRINCIPAL
 from infra.mailbox import MailboxProcess
 from infra.postgres import EmbeddedPostgres, database_url_or_embedded
+from infra.tokens import LocalIssuer
 from infra.trust import TrustStore, write_private
+from services.runtime.access import Access
 from services.runtime.kafka_access import KafkaAccess, KafkaAccessError
 from services.runtime.settings import ServiceSettings
 
@@ -114,6 +116,19 @@ class Stack:
         """The trust store (set in ``__post_init__``)."""
         assert self.trust is not None
         return self.trust
+
+    @property
+    def issuer(self) -> LocalIssuer:
+        """The local token issuer whose JWKS the services trust (``<trust>/tokens``)."""
+        return LocalIssuer(self.secrets.root / "tokens")
+
+    def access(self) -> Access:
+        """The token check the stack's services apply (for services run inside a test)."""
+        return Access.from_env(self.issuer.env())
+
+    def token(self, *roles: str, subject: str = "") -> str:
+        """A bearer token for ``roles`` (tests, tools; ``make run`` prints how to mint one)."""
+        return self.issuer.mint(*roles, subject=subject or "-".join(roles))
 
     @property
     def topic_prefix(self) -> str:
@@ -225,9 +240,10 @@ class Stack:
     def service_env(self, name: str) -> dict[str, str]:
         """Everything service ``name`` starts with: the stack's environment and its own identity.
 
-        Each service authenticates to Kafka as itself (its own principal, its own ACLs).
+        Each service authenticates to Kafka as itself (its own principal, its own ACLs) and
+        checks HTTP callers' tokens against the local issuer's JWKS.
         """
-        env = {**self.env(), **self.kafka_access(name).env(), **self.signing_env()}
+        env = {**self.env(), **self.kafka_access(name).env(), **self.signing_env(), **self.issuer.env()}
         agency = service_agencies().get(name)
         if agency is not None:
             env["SIGNING_KEY_FILE"] = str(self.secrets.signing_key_path(agency))
@@ -373,6 +389,14 @@ def _traces_to_console(port: int, token: str) -> dict[str, str]:
     }
 
 
+def _mint_command(run_dir: Path) -> str:
+    """How to mint a token for this run, as a user types it from the repository."""
+    python = Path(sys.executable)
+    shown = python.relative_to(REPO) if python.is_relative_to(REPO) else python
+    where = "" if run_dir.resolve() == (REPO / ".run").resolve() else f" --run-dir {run_dir}"
+    return f"{shown} -m infra.tokens{where} mint"
+
+
 def _say(message: str) -> None:
     print(f"[stack] {message}", file=sys.stderr, flush=True)
 
@@ -421,17 +445,25 @@ def main(argv: list[str] | None = None) -> int:
         stack.start()
         intake = stack.services["intake"].url
         operator_env = stack.write_operator_env()
+        mint = _mint_command(args.run_dir)
         print(
             f"\nThe system is running.\n"
             f"  Intake API:  {intake}  (OpenAPI: {intake}/docs, {intake}/openapi.json)\n"
             f"  Console:     {stack.services['console'].url}/login?token={token}\n"
             f"  Procedures:  curl {intake}/procedures\n"
+            f"  Sign in:     a bearer token per role (JWT, 8 hours), e.g. for a desk officer:\n"
+            f"                 TOKEN=$({mint} --role desk_officer --subject desk-1)\n"
+            f'                 curl -H "Authorization: Bearer $TOKEN" {intake}/dossiers/<id>\n'
+            f"               an agency officer: {mint} --role agency_officer --subject land-registry-1\n"
+            f"               an operator: the console link above, or {mint} --role operator\n"
+            f"               (roles: citizen, desk_officer, agency_officer, payment_gateway, operator)\n"
             f"  Kafka:       {stack.bootstrap_servers} (SASL/SCRAM-SHA-512; credentials in"
             f" {stack.secrets.root}, mode 0600)\n"
             f"  Operator:    set -a; . {operator_env}; set +a   (then the record, replay and"
             f" dead-letter tools)\n"
             f"  Agencies:    python -m infra.agencies add <name>   (principal, ACLs, signing key)\n"
-            f"  Notices:     curl '{stack.services['notification'].url}/notices?dossier_id=…'\n"
+            f'  Notices:     curl -H "Authorization: Bearer $TOKEN"'
+            f" '{stack.services['notification'].url}/notices?dossier_id=…'\n"
             f"  Mail:        {_mail_summary(stack)}\n"
             f"  Logs:        {args.run_dir / 'logs'}\n"
             f"Press Ctrl-C to stop.",

@@ -9,6 +9,9 @@ from typing import Any
 
 import httpx
 
+from infra.stack import Stack
+from services.replay.replay import payment_for
+
 LAND_DOCUMENTS = [
     "REGISTRATION_FORM",
     "TRANSFER_CONTRACT",
@@ -16,6 +19,28 @@ LAND_DOCUMENTS = [
     "REGISTRATION_FEE_DECLARATION",
     "PIT_DECLARATION",
 ]
+
+
+STAFF = ("desk_officer", "operator", "payment_gateway")
+"""The roles of the tests' everyday client: files and supplements, sees everything, confirms payments."""
+
+
+def signed_in(system: Stack, service: str, *roles: str, timeout: float = 30) -> httpx.AsyncClient:
+    """A client of ``system``'s ``service`` bearing a token with ``roles`` (default: ``STAFF``)."""
+    token = system.token(*(roles or STAFF), subject=f"test-{'-'.join(roles or ('staff',))}")
+    return httpx.AsyncClient(
+        base_url=system.services[service].url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+async def pay(client: httpx.AsyncClient, dossier_id: str) -> httpx.Response:
+    """Confirm the dossier's tax notice paid, as the treasury does: the notice's number and amount.
+
+    ``client`` must be able to read the dossier and confirm payments (``STAFF`` can).
+    """
+    dossier = await client.get(f"/dossiers/{dossier_id}")
+    dossier.raise_for_status()
+    return await client.post(f"/dossiers/{dossier_id}/payments", json=payment_for(dossier.json()))
 
 
 def applicant(n: int = 0) -> dict[str, str]:

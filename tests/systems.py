@@ -45,7 +45,8 @@ async def fresh_system(
 
 async def set_time(system: Stack, moment: datetime) -> None:
     """Move every running service's virtual clock to ``moment``."""
-    async with httpx.AsyncClient(timeout=10) as client:
+    operator = {"Authorization": f"Bearer {system.token('operator')}"}
+    async with httpx.AsyncClient(timeout=10, headers=operator) as client:
         for service in system.services.values():
             if service.process is None or service.process.poll() is not None:
                 continue

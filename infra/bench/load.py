@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from infra.bench.common import percentile, say
+from services.replay.replay import payment_for
 from services.runtime.kafka_access import KafkaAccess
 
 SERVICE_SCHEMAS = ("intake", "land_registry", "tax", "notification", "console")
@@ -172,9 +174,13 @@ class LoadDriver:
         database_url: str,
         kafka: KafkaAccess,
         topic_prefix: str = "",
+        desk_token: str,
+        gateway_token: str,
         max_connections: int = 16,
         cpu_probe: Callable[[], dict[str, float]] | None = None,
     ) -> None:
+        self._desk = {"Authorization": f"Bearer {desk_token}"}
+        self._gateway = {"Authorization": f"Bearer {gateway_token}"}
         self._cpu_probe = cpu_probe or dict
         self._cpu_start: tuple[float, dict[str, float]] = (0.0, {})
         self._intake_url = intake_url
@@ -221,7 +227,7 @@ class LoadDriver:
         """File one dossier, pay it when asked, return when the desk has returned the result."""
         n = next(self._numbers)
         submitted = time.perf_counter()
-        response = await self.client.post("/dossiers", json=land_transfer(n))
+        response = await self.client.post("/dossiers", json=land_transfer(n), headers=self._desk)
         if response.status_code != 201:
             raise DossierFailed(f"POST /dossiers answered {response.status_code}: {response.text[:500]}")
         dossier_id = response.json()["id"]
@@ -229,7 +235,12 @@ class LoadDriver:
         if status != "awaiting_payment":
             raise DossierFailed(f"{dossier_id} ended {status} before payment")
         awaiting = time.perf_counter()
-        response = await self.client.post(f"/dossiers/{dossier_id}/payments")
+        # The treasury knows the notice it was paid for; the bench reads it where the desk keeps it.
+        results = await self.pool.fetchval("SELECT results FROM intake.dossiers WHERE id = $1", dossier_id)
+        payment = payment_for({"results": json.loads(results)})
+        response = await self.client.post(
+            f"/dossiers/{dossier_id}/payments", json=payment, headers=self._gateway
+        )
         if response.status_code != 200:
             raise DossierFailed(
                 f"payment of {dossier_id} answered {response.status_code}: {response.text[:500]}"

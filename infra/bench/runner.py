@@ -182,6 +182,8 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
     intake = stack.services["intake"].url
     async with LoadDriver(
         intake_url=intake,
+        desk_token=stack.token("desk_officer", subject="bench-desk"),
+        gateway_token=stack.token("payment_gateway", subject="bench-treasury"),
         database_url=stack.database_url,
         kafka=kafka,
         topic_prefix=prefix,

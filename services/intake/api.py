@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -9,14 +10,23 @@ from decimal import Decimal
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Header, HTTPException, Response, status
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from contracts.events import Applicant
 from services.intake.domain.catalog import Fee, Procedure, RequiredDocument, Step
-from services.intake.domain.dossier import Dossier, SubmissionRefused, TransitionRefused
-from services.intake.handlers import Desk, DossierIdTaken, DossierNotFound, Handled, IdempotencyKeyReused
+from services.intake.domain.dossier import Dossier, PaymentRefused, SubmissionRefused, TransitionRefused
+from services.intake.handlers import (
+    LOOKUP_ALPHABET,
+    LOOKUP_CODE_LENGTH,
+    Desk,
+    DossierIdTaken,
+    DossierNotFound,
+    Handled,
+    IdempotencyKeyReused,
+)
+from services.runtime.access import AUTH_RESPONSES, Access, Role
 from services.runtime.working_days import WorkingDayCalendar
 
 
@@ -36,6 +46,12 @@ class SubmitDossier(BaseModel):
     documents: list[str] = Field(description="Codes of the documents handed in")
     details: dict[str, Any] = Field(
         default_factory=dict, description="Procedure-specific; see the procedure's details_schema"
+    )
+    lookup_code: str | None = Field(
+        default=None,
+        pattern=f"^[{LOOKUP_ALPHABET}]{{{LOOKUP_CODE_LENGTH}}}$",
+        description="The look-up code already printed for this dossier (a replay filing it again keeps"
+        " the citizen's receipt valid); the desk draws a random one if absent.",
     )
 
 
@@ -93,6 +109,21 @@ class HandoffView(_LocalTimes):
     overdue_at: datetime | None
 
 
+def _status(dossier: Dossier) -> dict[str, Any]:
+    """The fields every view of a dossier shows: where it stands and its dates."""
+    return {
+        "id": dossier.id,
+        "procedure_code": dossier.procedure_code,
+        "status": dossier.status.value,
+        "received_at": dossier.received_at,
+        "appointment_date": dossier.appointment_at,
+        "original_appointment_date": dossier.original_appointment_at,
+        "clock_paused_since": dossier.paused_at,
+        "returned_at": dossier.returned_at,
+        "on_time": dossier.on_time,
+    }
+
+
 class DossierView(_LocalTimes):
     """A dossier's status and its process-control slip."""
 
@@ -116,17 +147,9 @@ class DossierView(_LocalTimes):
     def of(cls, dossier: Dossier, *, now: datetime, calendar: WorkingDayCalendar) -> DossierView:
         """View of a domain dossier at ``now`` (open steps show how late they are so far)."""
         return cls(
-            id=dossier.id,
-            procedure_code=dossier.procedure_code,
-            status=dossier.status.value,
-            received_at=dossier.received_at,
-            appointment_date=dossier.appointment_at,
-            original_appointment_date=dossier.original_appointment_at,
-            clock_paused_since=dossier.paused_at,
+            **_status(dossier),
             fees_vnd=dossier.fees_vnd,
             current_step=dossier.current_step,
-            returned_at=dossier.returned_at,
-            on_time=dossier.on_time,
             results=dossier.results,
             handoffs=[
                 HandoffView.model_validate(
@@ -150,6 +173,65 @@ class DossierView(_LocalTimes):
                 for h in dossier.slip
             ],
         )
+
+
+class FiledDossierView(DossierView):
+    """The dossier just filed, with the look-up code printed on its receipt."""
+
+    lookup_code: str = Field(description="With the dossier's id, opens GET /dossiers/{id}/status.")
+
+
+class PublicStepView(_LocalTimes):
+    """One step of the route as the public sees it: which agency, when, how late; nothing personal."""
+
+    agency: str
+    action: str
+    sent_at: datetime
+    due_at: datetime | None
+    completed_at: datetime | None
+    late_by_days: Decimal
+
+
+class PublicStatusView(_LocalTimes):
+    """What anyone holding the receipt may see (tra cứu hồ sơ): status and timing, never the applicant."""
+
+    id: str
+    procedure_code: str
+    status: str
+    received_at: datetime
+    appointment_date: datetime
+    original_appointment_date: datetime | None
+    clock_paused_since: datetime | None
+    returned_at: datetime | None
+    on_time: bool
+    steps: list[PublicStepView]
+
+    @classmethod
+    def of(cls, dossier: Dossier, *, now: datetime, calendar: WorkingDayCalendar) -> PublicStatusView:
+        """The public part of a dossier at ``now``."""
+        return cls(
+            **_status(dossier),
+            steps=[
+                PublicStepView(
+                    agency=h.to_agency,
+                    action=h.action,
+                    sent_at=h.sent_at,
+                    due_at=h.due_at,
+                    completed_at=h.completed_at,
+                    late_by_days=h.late_by_days if h.completed_at else h.lateness(now, calendar),
+                )
+                for h in dossier.slip
+            ],
+        )
+
+
+class PaymentConfirmation(BaseModel):
+    """The treasury's (or payment gateway's) confirmation that a tax notice was paid."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    notice_number: str = Field(min_length=1, max_length=64, examples=["TB-2026-000123"])
+    amount_vnd: int = Field(ge=0, description="What was paid; it must be the notice's total.")
 
 
 class SupplementRequest(BaseModel):
@@ -188,8 +270,16 @@ IdempotencyKey = Annotated[
 ]
 
 
-def build_router(desk: Desk) -> APIRouter:
-    """The API routes, bound to the desk's use cases."""
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {404: {"model": Refusal, "description": "No such dossier"}}
+CONFLICT: Responses = {
+    409: {"model": Refusal, "description": "The dossier is not at a step where this can be done"}
+}
+UNPROCESSABLE: Responses = {422: {"model": Refusal, "description": "The request is invalid or refused"}}
+
+
+def build_router(desk: Desk, access: Access) -> APIRouter:
+    """The API routes, bound to the desk's use cases; ``access`` checks the callers' tokens."""
     router = APIRouter()
 
     def view(dossier: Dossier) -> DossierView:
@@ -202,7 +292,7 @@ def build_router(desk: Desk) -> APIRouter:
             response.headers["Idempotent-Replayed"] = "true"
         return view(handled.dossier)
 
-    @router.get("/procedures", tags=["catalog"], summary="The published procedures")
+    @router.get("/procedures", tags=["catalog"], summary="The published procedures (open to all)")
     async def list_procedures() -> list[ProcedureView]:
         return [ProcedureView.of(p) for p in desk.catalog.procedures]
 
@@ -210,13 +300,14 @@ def build_router(desk: Desk) -> APIRouter:
         "/dossiers",
         status_code=status.HTTP_201_CREATED,
         tags=["dossiers"],
-        summary="File a dossier; returns its id and appointment date",
-        response_model=DossierView,
-        responses={422: {"model": Refusal}},
+        summary="File a dossier (a citizen online, a desk officer at the counter)",
+        response_model=FiledDossierView,
+        responses={**AUTH_RESPONSES, 409: {"model": Refusal}, **UNPROCESSABLE},
+        dependencies=[access.requires(Role.CITIZEN, Role.DESK_OFFICER)],
     )
     async def submit_dossier(
         body: SubmitDossier, response: Response, idempotency_key: IdempotencyKey = None
-    ) -> DossierView | JSONResponse:
+    ) -> FiledDossierView | JSONResponse:
         try:
             handled = await desk.submit(
                 procedure_code=body.procedure_code,
@@ -224,6 +315,7 @@ def build_router(desk: Desk) -> APIRouter:
                 documents=body.documents,
                 details=body.details,
                 dossier_id=body.dossier_id,
+                lookup_code=body.lookup_code,
                 idempotency_key=idempotency_key,
             )
         except SubmissionRefused as exc:
@@ -233,35 +325,71 @@ def build_router(desk: Desk) -> APIRouter:
             raise HTTPException(status.HTTP_409_CONFLICT, f"dossier id {exc} is already used") from exc
         except IdempotencyKeyReused as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
-        return answer(handled, response)
+        filed = answer(handled, response)
+        return FiledDossierView(**filed.model_dump(by_alias=True), lookup_code=handled.dossier.lookup_code)
 
-    @router.get("/dossiers/{dossier_id}", tags=["dossiers"], summary="Status and slip")
+    @router.get(
+        "/dossiers/{dossier_id}",
+        tags=["dossiers"],
+        summary="Status, slip and results (desk and agency officers, operators)",
+        responses={**AUTH_RESPONSES, **NOT_FOUND},
+        dependencies=[access.requires(Role.DESK_OFFICER, Role.AGENCY_OFFICER, Role.OPERATOR)],
+    )
     async def get_dossier(dossier_id: str) -> DossierView:
         try:
-            return DossierView.of(
-                await desk.lookup(dossier_id), now=desk.runtime.clock.now(), calendar=desk.calendar
-            )
+            return view(await desk.lookup(dossier_id))
         except DossierNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dossier {dossier_id}") from exc
+
+    @router.get(
+        "/dossiers/{dossier_id}/status",
+        tags=["dossiers"],
+        summary="The citizen's look-up (tra cứu hồ sơ): status and timing, open to whoever holds the receipt",
+        responses=NOT_FOUND,
+    )
+    async def public_status(
+        dossier_id: str,
+        lookup_code: str = Query(
+            min_length=LOOKUP_CODE_LENGTH,
+            max_length=LOOKUP_CODE_LENGTH,
+            pattern=f"^[{LOOKUP_ALPHABET}]+$",
+            description="The code printed on the receipt.",
+        ),
+    ) -> PublicStatusView:
+        try:
+            dossier = await desk.lookup(dossier_id)
+        except DossierNotFound:
+            dossier = None
+        # One answer for "no such dossier" and "wrong code": the look-up says nothing to a guesser.
+        if dossier is None or not hmac.compare_digest(dossier.lookup_code.encode(), lookup_code.encode()):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no dossier with that id and look-up code")
+        return PublicStatusView.of(dossier, now=desk.runtime.clock.now(), calendar=desk.calendar)
 
     @router.post(
         "/dossiers/{dossier_id}/payments",
         tags=["dossiers"],
-        summary="Record the citizen's payment of the tax notice",
-        responses={409: {"model": Refusal}},
+        summary="The treasury confirms the tax notice paid (number and amount must match the notice)",
+        responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT, **UNPROCESSABLE},
+        dependencies=[access.requires(Role.PAYMENT_GATEWAY)],
     )
     async def record_payment(
-        dossier_id: str, response: Response, idempotency_key: IdempotencyKey = None
+        dossier_id: str, body: PaymentConfirmation, response: Response, idempotency_key: IdempotencyKey = None
     ) -> DossierView:
         with refusals(dossier_id):
-            handled = await desk.record_payment(dossier_id, idempotency_key=idempotency_key)
+            handled = await desk.record_payment(
+                dossier_id,
+                notice_number=body.notice_number,
+                amount_vnd=body.amount_vnd,
+                idempotency_key=idempotency_key,
+            )
         return answer(handled, response)
 
     @router.post(
         "/dossiers/{dossier_id}/supplement-requests",
         tags=["dossiers"],
         summary="The desk asks the citizen to supplement the dossier (the clock stops)",
-        responses={409: {"model": Refusal}},
+        responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT, **UNPROCESSABLE},
+        dependencies=[access.requires(Role.DESK_OFFICER)],
     )
     async def request_supplement(
         dossier_id: str, body: SupplementRequest, response: Response, idempotency_key: IdempotencyKey = None
@@ -278,8 +406,9 @@ def build_router(desk: Desk) -> APIRouter:
     @router.post(
         "/dossiers/{dossier_id}/supplements",
         tags=["dossiers"],
-        summary="The citizen hands in the complete supplement (the limit restarts in full)",
-        responses={409: {"model": Refusal}},
+        summary="The desk takes the citizen's complete supplement (the limit restarts in full)",
+        responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT, **UNPROCESSABLE},
+        dependencies=[access.requires(Role.DESK_OFFICER)],
     )
     async def supplement(
         dossier_id: str, body: Supplement, response: Response, idempotency_key: IdempotencyKey = None
@@ -302,5 +431,5 @@ def refusals(dossier_id: str) -> Iterator[None]:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dossier {dossier_id}") from exc
     except TransitionRefused as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    except IdempotencyKeyReused as exc:
+    except (IdempotencyKeyReused, PaymentRefused) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc

@@ -12,6 +12,7 @@ from services.intake import store
 from services.intake.api import build_router
 from services.intake.domain.catalog import Catalog
 from services.intake.handlers import Desk
+from services.runtime.access import Access
 from services.runtime.clock import Clock
 from services.runtime.service import ServiceRuntime, create_service_app
 from services.runtime.settings import ServiceSettings
@@ -34,15 +35,19 @@ def build_runtime(settings: ServiceSettings, *, clock: Clock | None = None) -> t
     return runtime, desk
 
 
-def create_app(settings: ServiceSettings | None = None, *, clock: Clock | None = None) -> FastAPI:
-    """The intake service as an ASGI app."""
+def create_app(
+    settings: ServiceSettings | None = None, *, clock: Clock | None = None, access: Access | None = None
+) -> FastAPI:
+    """The intake service as an ASGI app; ``access`` (default: from ``AUTH_*``) checks tokens."""
+    access = access or Access.from_env()
     runtime, desk = build_runtime(
         settings or ServiceSettings.from_env("intake", default_port=DEFAULT_PORT), clock=clock
     )
     app = create_service_app(
         runtime,
+        access=access,
         title="One-stop desk (intake)",
         description="File administrative dossiers, follow them agency by agency, pay, collect.",
     )
-    app.include_router(build_router(desk))
+    app.include_router(build_router(desk, access))
     return app

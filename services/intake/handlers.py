@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -58,6 +59,16 @@ WATCH_INTERVAL_SECONDS = 0.5
 """How often the deadline watcher looks; an alarm fires at most this late (plus the work)."""
 ALARM_BATCH = 100
 WATCH_SLICES = 25
+
+
+LOOKUP_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+"""Letters and digits a citizen cannot misread (no I/1, O/0, L)."""
+LOOKUP_CODE_LENGTH = 8
+
+
+def new_lookup_code() -> str:
+    """A random code for the receipt (about 40 bits: guessing one is hopeless at any request rate)."""
+    return "".join(secrets.choice(LOOKUP_ALPHABET) for _ in range(LOOKUP_CODE_LENGTH))
 
 
 class DossierNotFound(LookupError):
@@ -146,6 +157,7 @@ class Desk:
         documents: list[str],
         details: dict[str, Any],
         dossier_id: str | None = None,
+        lookup_code: str | None = None,
         idempotency_key: str | None = None,
     ) -> Handled:
         """Receive a dossier at the desk (raises SubmissionRefused before anything is stored).
@@ -171,6 +183,7 @@ class Desk:
                 details=details,
                 now=uow.now,
                 calendar=self.calendar,
+                lookup_code=lookup_code or new_lookup_code(),
             )
             # The span now current (the POST /dossiers request) is where the dossier's trace starts.
             trace.get_current_span().set_attributes(
@@ -183,13 +196,17 @@ class Desk:
             await _record(uow, dossier, events, trace_context=trace_carrier())
         return Handled(dossier)
 
-    async def record_payment(self, dossier_id: str, *, idempotency_key: str | None = None) -> Handled:
-        """The citizen's payment of the tax notice was received at the desk."""
+    async def record_payment(
+        self, dossier_id: str, *, notice_number: str, amount_vnd: int, idempotency_key: str | None = None
+    ) -> Handled:
+        """The treasury confirms the tax notice paid (raises PaymentRefused if it does not match)."""
         return await self._change(
             "record payment",
             dossier_id,
             idempotency_key,
-            lambda dossier, now: dossier.record_payment(now=now, calendar=self.calendar),
+            lambda dossier, now: dossier.record_payment(
+                notice_number=notice_number, amount_vnd=amount_vnd, now=now, calendar=self.calendar
+            ),
         )
 
     async def request_supplement(

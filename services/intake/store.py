@@ -99,6 +99,14 @@ MIGRATIONS = (
         );
         """,
     ),
+    Migration(
+        "intake-005-lookup-code",
+        """
+        -- The code printed on the receipt that, with the dossier's id, opens the public status
+        -- look-up. Dossiers filed before it have none: only the desk can look them up.
+        ALTER TABLE dossiers ADD COLUMN lookup_code text NOT NULL DEFAULT '';
+        """,
+    ),
 )
 
 
@@ -158,6 +166,7 @@ async def load(conn: Connection, dossier_id: str, *, for_update: bool = False) -
         paused_at=row["paused_at"],
         original_appointment_at=row["original_appointment_at"],
         apologised_at=row["apologised_at"],
+        lookup_code=row["lookup_code"],
         slip=[
             Handoff(
                 row=h["row_index"],
@@ -206,9 +215,9 @@ WITH dossier AS (
     INSERT INTO dossiers (id, procedure_code, procedure_name, level, return_place, route,
         applicant, documents, details, fees_vnd, received_at, appointment_at, status,
         current_step, results, returned_at, statutory_limit_days, paused_at,
-        original_appointment_at, apologised_at, trace_context)
+        original_appointment_at, apologised_at, trace_context, lookup_code)
     VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9::jsonb, $10, $11, $12,
-        $13, $14, $15::jsonb, $16, $17, $18, $19, $20, coalesce($21::jsonb, '{{}}'))
+        $13, $14, $15::jsonb, $16, $17, $18, $19, $20, coalesce($21::jsonb, '{{}}'), $22)
     ON CONFLICT (id) DO UPDATE SET status = excluded.status,
         current_step = excluded.current_step, results = excluded.results,
         documents = excluded.documents, details = excluded.details,
@@ -221,14 +230,14 @@ WITH dossier AS (
 )
 INSERT INTO handoffs (dossier_id, {_SLIP_NAMES})
 SELECT dossier.id, slip.* FROM dossier,
-    unnest({unnest_arrays(_SLIP_COLUMNS, 22)})
+    unnest({unnest_arrays(_SLIP_COLUMNS, 23)})
     AS slip({_SLIP_NAMES})
 ON CONFLICT (dossier_id, row_index) DO UPDATE SET received_at = excluded.received_at,
     completed_at = excluded.completed_at, outcome = excluded.outcome, note = excluded.note,
     late_by_days = excluded.late_by_days, alarm_at = excluded.alarm_at,
     overdue_at = excluded.overdue_at
 """
-"""The dossier and its slip (one array per slip column, ``$22`` on) in one statement."""
+"""The dossier and its slip (one array per slip column, ``$23`` on) in one statement."""
 
 
 async def save(conn: Connection, dossier: Dossier, *, trace_context: dict[str, str] | None = None) -> None:
@@ -260,6 +269,7 @@ async def save(conn: Connection, dossier: Dossier, *, trace_context: dict[str, s
         dossier.original_appointment_at,
         dossier.apologised_at,
         None if trace_context is None else json.dumps(trace_context),
+        dossier.lookup_code,
         [h.row for h in slip],
         [h.step_index for h in slip],
         [h.from_agency for h in slip],

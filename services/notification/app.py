@@ -15,6 +15,7 @@ from services.notification.delivery import DeliveryWorker
 from services.notification.domain.letters import LOCAL_TZ
 from services.notification.handlers import NoticeWriter
 from services.notification.settings import DeliverySettings
+from services.runtime.access import AUTH_RESPONSES, Access, Role
 from services.runtime.clock import Clock
 from services.runtime.service import ServiceRuntime, create_service_app
 from services.runtime.settings import ServiceSettings
@@ -43,18 +44,24 @@ def create_app(
     *,
     clock: Clock | None = None,
     delivery: DeliverySettings | None = None,
+    access: Access | None = None,
 ) -> FastAPI:
-    """The notification service as an ASGI app (``/health``, ``/notices``)."""
+    """The notification service as an ASGI app (``/health``, ``/notices`` for desk officers and operators)."""
     settings = settings or ServiceSettings.from_env(NOTIFICATION, default_port=DEFAULT_PORT)
+    access = access or Access.from_env()
     runtime = build_runtime(settings, clock=clock, delivery=delivery)
-    app = create_service_app(runtime, title="Notification service")
-    app.include_router(notices_router(lambda: runtime.pool))
+    app = create_service_app(runtime, title="Notification service", access=access)
+    app.include_router(notices_router(lambda: runtime.pool, access))
     return app
 
 
-def notices_router(pool: Callable[[], asyncpg.Pool]) -> APIRouter:
-    """What was written to citizens and how far each delivery got (for operators)."""
-    router = APIRouter(tags=["notices"])
+def notices_router(pool: Callable[[], asyncpg.Pool], access: Access) -> APIRouter:
+    """What was written to citizens and how far each delivery got: personal data, so behind a role."""
+    router = APIRouter(
+        tags=["notices"],
+        dependencies=[access.requires(Role.DESK_OFFICER, Role.OPERATOR)],
+        responses=AUTH_RESPONSES,
+    )
 
     @router.get("/notices", summary="A dossier's notices with their delivery status")
     async def list_notices(dossier_id: str = Query(min_length=1, max_length=64)) -> list[dict[str, Any]]:
@@ -70,7 +77,7 @@ def notices_router(pool: Callable[[], asyncpg.Pool]) -> APIRouter:
         "/notices/{notice_id}/attachment",
         summary="The letter as sent (PDF)",
         response_class=Response,
-        responses={200: {"content": {"application/pdf": {}}}, 404: {"description": "no such attachment"}},
+        responses={200: {"content": {"application/pdf": {}}}, 404: {"description": "No such attachment"}},
     )
     async def attachment(notice_id: int) -> Response:
         async with pool().acquire() as conn:

@@ -35,7 +35,7 @@ import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -245,12 +245,19 @@ class Target:
     """The fresh system: its broker, topic prefix, and the services under replay by base URL.
 
     ``kafka`` is the operator's access: it republishes recorded records as they are (each still
-    carries its producer's signature, which the system's consumers verify).
+    carries its producer's signature, which the system's consumers verify). ``token`` is the
+    replayer's bearer token: it moves clocks and reads dossiers (operator), files and supplements
+    (desk_officer) and confirms payments (payment_gateway), so it needs those roles.
     """
 
     kafka: KafkaAccess
     services: dict[str, str]
     topic_prefix: str = ""
+    token: str = ""
+
+
+REPLAY_ROLES = ("operator", "desk_officer", "payment_gateway")
+"""What a replay does again needs these roles in its token."""
 
 
 class Replayer:
@@ -267,6 +274,7 @@ class Replayer:
         # it ended a full-year replay at 45 %). Expire sooner; desk actions are retried too.
         self._http = httpx.AsyncClient(
             timeout=60,
+            headers={"Authorization": f"Bearer {target.token}"} if target.token else {},
             transport=httpx.AsyncHTTPTransport(limits=httpx.Limits(keepalive_expiry=2.0), retries=3),
         )
         self._producer = AIOKafkaProducer(
@@ -313,6 +321,11 @@ class Replayer:
             response = await self._http.put(f"{url}/clock", json={"now": at.isoformat()})
             if response.status_code == 404:
                 raise ReplayError(f"{name} at {url} has no virtual clock: start it with CLOCK=virtual")
+            if response.status_code in (401, 403):
+                raise ReplayError(
+                    f"{name} refused to move its clock ({response.status_code}): the replay needs a token"
+                    f" with the roles {', '.join(REPLAY_ROLES)} (--token or REPLAY_TOKEN)"
+                )
             response.raise_for_status()
 
         await asyncio.gather(*(one(n, u) for n, u in self.target.services.items()))
@@ -348,6 +361,9 @@ class Replayer:
             path = "/dossiers"
         elif item.kind == "pay":
             path += "/payments"
+            # The payment names the notice the replayed tax authority issued this time.
+            found = await self._http.get(f"{self.intake}/dossiers/{dossier}")
+            body = payment_for(found.json()) if found.status_code == 200 else {}
         elif item.kind == "supplement":
             path += "/supplements"
         else:
@@ -383,6 +399,17 @@ async def post_idempotent(
     raise AssertionError("unreachable")
 
 
+def payment_for(dossier: Mapping[str, Any]) -> dict[str, Any]:
+    """What the treasury confirms for the tax notice on ``dossier`` (a ``GET /dossiers/{id}`` body).
+
+    Empty when no notice was issued (the desk then refuses the payment, and the report says so).
+    """
+    for result in dossier.get("results", {}).values():
+        if isinstance(result, Mapping) and "notice_number" in result:
+            return {"notice_number": result["notice_number"], "amount_vnd": result.get("total_vnd")}
+    return {}
+
+
 def _reenactment_body(kind: Kind, data: Any) -> dict[str, Any] | None:
     """The API request body that does again what the recorded event says was done."""
     if kind == "submit":
@@ -398,6 +425,7 @@ def _reenactment_body(kind: Kind, data: Any) -> dict[str, Any] | None:
             "applicant": data.applicant.model_dump(),
             "documents": [d.code for d in data.documents],
             "details": data.details,
+            **({"lookup_code": data.lookup_code} if data.lookup_code else {}),
         }
     if kind == "pay":
         return None
@@ -467,6 +495,12 @@ def main(argv: list[str] | None = None) -> int:
         help="virtual seconds per wall second (e.g. 3600: an hour a second); default: as fast as possible",
     )
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("REPLAY_TOKEN", ""),
+        help=f"bearer token with the roles {', '.join(REPLAY_ROLES)} (default: $REPLAY_TOKEN;"
+        f" python -m infra.tokens mint {' '.join(f'--role {r}' for r in REPLAY_ROLES)})",
+    )
     args = parser.parse_args(argv)
     try:
         kafka = KafkaAccess.for_tool(args.bootstrap_servers)
@@ -476,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         kafka=kafka,
         services=_services(args.service or list(DEFAULT_SERVICES)),
         topic_prefix=args.topic_prefix,
+        token=args.token,
     )
     try:
         report = asyncio.run(replay(args.file, target, speed=args.speed, progress=not args.no_progress))

@@ -34,12 +34,14 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from faststream.message import StreamMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import AwareDatetime, BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts import topics
 from contracts.agencies import source_uri
 from contracts.events import DossierEvent
 from contracts.signing import KeyRegistry, SigningKey
+from services.runtime.access import AUTH_RESPONSES, Access, Role
 from services.runtime.clock import Clock, VirtualClock, clock_from_env
 from services.runtime.consumer import DeadLetters, Handler, RecordProcessor
 from services.runtime.database import Connection, Migration, create_pool, migrate
@@ -612,16 +614,24 @@ class BodyLimit:
         await self.app(scope, receive, send)
 
 
+class ClockSetting(BaseModel):
+    """Where to move a virtual clock (never backwards)."""
+
+    now: AwareDatetime
+
+
 def create_service_app(
     runtime: ServiceRuntime,
     *,
     title: str,
     description: str = "",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    access: Access | None = None,
 ) -> FastAPI:
     """The FastAPI app of a service: lifespan runs the runtime, ``/health`` reports readiness.
 
-    Request bodies over ``max_body_bytes`` are refused with 413 before they are read.
+    Request bodies over ``max_body_bytes`` are refused with 413 before they are read. With a
+    virtual clock, ``PUT /clock`` moves it, for operators only (``access``, default from ``AUTH_*``).
     """
 
     @asynccontextmanager
@@ -662,10 +672,17 @@ def create_service_app(
 
     if isinstance(runtime.clock, VirtualClock):
         clock = runtime.clock
+        operators = (access or Access.from_env()).requires(Role.OPERATOR)
 
-        @app.put("/clock", tags=["operations"], summary="Move virtual time forward (CLOCK=virtual only)")
-        async def set_clock(body: dict[str, str]) -> dict[str, str]:
-            return {"now": clock.set(datetime.fromisoformat(body["now"])).isoformat(), "clock": "virtual"}
+        @app.put(
+            "/clock",
+            tags=["operations"],
+            summary="Move virtual time forward (CLOCK=virtual only; operators)",
+            responses=AUTH_RESPONSES,
+            dependencies=[operators],
+        )
+        async def set_clock(body: ClockSetting) -> dict[str, str]:
+            return {"now": clock.set(body.now).isoformat(), "clock": "virtual"}
 
     return app
 

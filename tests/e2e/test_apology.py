@@ -21,8 +21,9 @@ import pytest
 from contracts import topics
 from infra.stack import Stack
 from services.runtime.working_days import WorkingDayCalendar
-from tests.dossier_samples import eventually_equal, land_transfer, wait_for_status
+from tests.dossier_samples import eventually_equal, land_transfer, pay, signed_in, wait_for_status
 from tests.kafka_probe import read_topic
+from tests.systems import set_time
 
 pytestmark = pytest.mark.real
 
@@ -34,15 +35,6 @@ async def now_of(stack: Stack) -> datetime:
         body = (await client.get(f"{stack.services['intake'].url}/clock")).json()
     assert body["clock"] == "virtual"
     return datetime.fromisoformat(body["now"])
-
-
-async def set_time(stack: Stack, moment: datetime) -> None:
-    """Move every running service's virtual clock to ``moment``."""
-    async with httpx.AsyncClient(timeout=10) as client:
-        for service in stack.services.values():
-            if service.process is not None and service.process.poll() is None:
-                response = await client.put(f"{service.url}/clock", json={"now": moment.isoformat()})
-                response.raise_for_status()
 
 
 async def intake_events(stack: Stack, dossier_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -89,7 +81,7 @@ async def file_and_reach_tax(intake: httpx.AsyncClient, n: int) -> dict[str, Any
 async def test_tax_overrun_gets_one_apology_then_escalation(services: Stack, db: asyncpg.Pool) -> None:
     services.stop_service("tax")  # the tax office does not act in time
     try:
-        async with httpx.AsyncClient(base_url=services.services["intake"].url, timeout=30) as intake:
+        async with signed_in(services, "intake") as intake:
             state = await file_and_reach_tax(intake, 10_001)
             dossier_id = state["id"]
             promised = datetime.fromisoformat(state["appointment_date"])
@@ -136,7 +128,7 @@ async def test_tax_overrun_gets_one_apology_then_escalation(services: Stack, db:
             pdfs = [p for p in mail.iter_attachments() if p.get_content_type() == "application/pdf"]
             assert len(pdfs) == 1
             assert "PHIẾU XIN LỖI" in mail.get_body(preferencelist=("plain",)).get_content()
-            async with httpx.AsyncClient(base_url=services.services["notification"].url, timeout=10) as notes:
+            async with signed_in(services, "notification", timeout=10) as notes:
                 notices = (await notes.get("/notices", params={"dossier_id": dossier_id})).json()
             (letter,) = [n for n in notices if n["kind"] == "apology"]
             assert [d["status"] for d in letter["deliveries"] if d["channel"] == "email"] == ["sent"]
@@ -163,9 +155,9 @@ async def test_tax_overrun_gets_one_apology_then_escalation(services: Stack, db:
         # Tax comes back (its clock set to now) and the dossier completes, late, once.
         services.start_service("tax", extra_env={"VIRTUAL_CLOCK_START": later.isoformat()})
         await asyncio.to_thread(services.wait_healthy, "tax")
-        async with httpx.AsyncClient(base_url=services.services["intake"].url, timeout=30) as intake:
+        async with signed_in(services, "intake") as intake:
             await wait_for_status(intake, dossier_id, "awaiting_payment")
-            await intake.post(f"/dossiers/{dossier_id}/payments")
+            await pay(intake, dossier_id)
             final = await wait_for_status(intake, dossier_id, "returned")
         tax_row = next(h for h in final["handoffs"] if h["to"] == "tax")
         assert Decimal(tax_row["late_by_days"]) >= Decimal("0.5")  # past its second allowance
@@ -185,7 +177,7 @@ async def test_tax_overrun_gets_one_apology_then_escalation(services: Stack, db:
 
 
 async def test_supplement_pause_sends_no_apology(services: Stack) -> None:
-    async with httpx.AsyncClient(base_url=services.services["intake"].url, timeout=30) as intake:
+    async with signed_in(services, "intake") as intake:
         # The desk asks for a supplement while the land registry has the dossier.
         services.stop_service("land_registry")
         try:
@@ -228,7 +220,7 @@ async def test_supplement_pause_sends_no_apology(services: Stack) -> None:
 async def test_pending_deadlines_fire_once_after_the_watcher_restarts(services: Stack) -> None:
     services.stop_service("tax")
     try:
-        async with httpx.AsyncClient(base_url=services.services["intake"].url, timeout=30) as intake:
+        async with signed_in(services, "intake") as intake:
             states = [await file_and_reach_tax(intake, 10_100 + n) for n in range(3)]
         latest_due = max(datetime.fromisoformat(s["handoffs"][-1]["due_at"]) for s in states)
         # The service holding the deadlines dies while they are pending...

@@ -32,7 +32,7 @@ import pytest
 
 from infra.kafka import free_port
 from infra.stack import Stack
-from tests.dossier_samples import land_transfer, wait_for_status
+from tests.dossier_samples import land_transfer, pay, signed_in, wait_for_status
 
 pytestmark = pytest.mark.real
 
@@ -137,7 +137,7 @@ async def eventually(
 
 @pytest.fixture(scope="module")
 async def intake(services: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=services.services["intake"].url, timeout=30) as client:
+    async with signed_in(services, "intake") as client:
         yield client
 
 
@@ -171,7 +171,7 @@ async def returned_dossier(intake: httpx.AsyncClient, api: httpx.AsyncClient) ->
         lambda s: s == "awaiting_payment",
         what=f"console shows {dossier_id} awaiting payment",
     )
-    assert (await intake.post(f"/dossiers/{dossier_id}/payments")).status_code == 200
+    assert (await pay(intake, dossier_id)).status_code == 200
     final = await wait_for_status(intake, dossier_id, "returned")
     await eventually(
         lambda: status_in_console(api, dossier_id),

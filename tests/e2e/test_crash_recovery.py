@@ -6,11 +6,10 @@ import asyncio
 import signal
 
 import asyncpg
-import httpx
 import pytest
 
 from infra.stack import Stack
-from tests.dossier_samples import eventually_equal, land_transfer, wait_for_status
+from tests.dossier_samples import eventually_equal, land_transfer, signed_in, wait_for_status
 from tests.kafka_probe import topic_size
 
 pytestmark = pytest.mark.real
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.real
 
 async def test_agencies_killed_mid_stream_lose_and_double_nothing(services: Stack, db: asyncpg.Pool) -> None:
     dead_before = {s: await topic_size(services.superuser, f"{s}.dlq") for s in ("land_registry", "tax")}
-    async with httpx.AsyncClient(base_url=services.services["intake"].url, timeout=30) as intake:
+    async with signed_in(services, "intake") as intake:
         submitted = await asyncio.gather(
             *(intake.post("/dossiers", json=land_transfer(6000 + n)) for n in range(30))
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -14,7 +13,7 @@ from contracts.envelope import CloudEvent
 from contracts.events import Applicant, DossierHandedOver
 from infra.stack import Stack
 from services.runtime.kafka_access import KafkaAccess
-from tests.dossier_samples import applicant, land_transfer, wait_for_status
+from tests.dossier_samples import applicant, land_transfer, signed_in, wait_for_status
 from tests.kafka_probe import read_topic, wait_group_caught_up
 
 pytestmark = pytest.mark.real
@@ -108,7 +107,7 @@ async def test_poison_records_go_to_the_dlq_and_later_dossiers_still_complete(se
     finally:
         await producer.stop()
 
-    async with httpx.AsyncClient(base_url=services.services["intake"].url, timeout=30) as intake:
+    async with signed_in(services, "intake") as intake:
         response = await intake.post("/dossiers", json=land_transfer(7001))
         await wait_for_status(intake, response.json()["id"], "awaiting_payment")
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
-import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -16,7 +15,7 @@ from contracts.agencies import ONE_STOP, source_uri
 from contracts.envelope import CloudEvent
 from contracts.events import Applicant, DossierReceivedV1
 from infra.stack import Stack
-from tests.dossier_samples import applicant, eventually_equal, land_transfer, wait_for_status
+from tests.dossier_samples import applicant, eventually_equal, land_transfer, signed_in, wait_for_status
 from tests.kafka_probe import read_topic
 
 pytestmark = pytest.mark.real
@@ -52,7 +51,7 @@ async def test_v1_and_v2_receipts_in_one_stream(services: Stack, db: asyncpg.Poo
         )
     finally:
         await producer.stop()
-    async with httpx.AsyncClient(base_url=services.services["intake"].url, timeout=30) as intake:
+    async with signed_in(services, "intake") as intake:
         new_id = (await intake.post("/dossiers", json=land_transfer(8002))).json()["id"]
         await wait_for_status(intake, new_id, "awaiting_payment")
 

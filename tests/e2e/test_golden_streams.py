@@ -22,13 +22,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
-import httpx
 import pytest
 
 from infra.fresh import target_of
 from infra.stack import Stack
 from services.replay.recording import read_records
 from services.replay.replay import ReplayReport, replay
+from tests.dossier_samples import signed_in
 from tests.systems import fresh_system, settled
 
 pytestmark = pytest.mark.real
@@ -56,7 +56,7 @@ class Replayed:
 
     async def dossier(self, dossier_id: str) -> dict[str, Any]:
         """GET /dossiers/{id} on the fresh intake."""
-        async with httpx.AsyncClient(base_url=self.system.services["intake"].url, timeout=10) as intake:
+        async with signed_in(self.system, "intake", timeout=10) as intake:
             response = await intake.get(f"/dossiers/{dossier_id}")
         assert response.status_code == 200, response.text
         return dict(response.json())

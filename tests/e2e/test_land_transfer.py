@@ -13,7 +13,14 @@ import httpx
 import pytest
 
 from infra.stack import Stack
-from tests.dossier_samples import certified_copy, eventually_equal, land_transfer, wait_for_status
+from tests.dossier_samples import (
+    certified_copy,
+    eventually_equal,
+    land_transfer,
+    pay,
+    signed_in,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.real
 
@@ -46,7 +53,7 @@ def expected_tax(dossier: dict[str, Any]) -> int:
 
 @pytest.fixture
 async def intake(services: Stack) -> Any:
-    async with httpx.AsyncClient(base_url=services.services["intake"].url, timeout=30) as client:
+    async with signed_in(services, "intake") as client:
         yield client
 
 
@@ -76,7 +83,7 @@ async def test_fifty_concurrent_land_transfers_all_returned(
     for dossier, state in zip(filed, awaiting, strict=True):
         assert state["results"]["assess"]["total_vnd"] == expected_tax(dossier), state["id"]
 
-    paid = await asyncio.gather(*(intake.post(f"/dossiers/{i}/payments") for i in ids))
+    paid = await asyncio.gather(*(pay(intake, i) for i in ids))
     assert [r.status_code for r in paid] == [200] * 50
     returned = await asyncio.gather(*(wait_for_status(intake, i, "returned") for i in ids))
 
@@ -166,8 +173,8 @@ async def test_paying_twice_is_refused(intake: httpx.AsyncClient) -> None:
     response = await intake.post("/dossiers", json=land_transfer(4001))
     dossier_id = response.json()["id"]
     await wait_for_status(intake, dossier_id, "awaiting_payment")
-    assert (await intake.post(f"/dossiers/{dossier_id}/payments")).status_code == 200
-    second = await intake.post(f"/dossiers/{dossier_id}/payments")
+    assert (await pay(intake, dossier_id)).status_code == 200
+    second = await pay(intake, dossier_id)
     assert second.status_code == 409
     assert "not awaiting payment" in second.json()["detail"]
 

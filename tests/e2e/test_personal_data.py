@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import TopicAuthorizationFailedError
 
 from contracts import topics
 from infra.stack import Stack
-from tests.dossier_samples import applicant, land_transfer, wait_for_status
+from tests.dossier_samples import applicant, land_transfer, pay, signed_in, wait_for_status
 from tests.kafka_probe import poll_once, read_topic
 
 pytestmark = pytest.mark.real
@@ -18,10 +17,10 @@ N = 9400
 
 
 async def test_the_public_lifecycle_names_nobody(services: Stack) -> None:
-    async with httpx.AsyncClient(base_url=services.services["intake"].url, timeout=30) as intake:
+    async with signed_in(services, "intake") as intake:
         dossier_id = (await intake.post("/dossiers", json=land_transfer(N))).json()["id"]
         await wait_for_status(intake, dossier_id, "awaiting_payment")
-        await intake.post(f"/dossiers/{dossier_id}/payments")
+        await pay(intake, dossier_id)
         await wait_for_status(intake, dossier_id, "returned")
 
     citizen = applicant(N)

@@ -8,12 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
 from infra.kafka.acls import OPERATOR
 from infra.stack import Stack
-from tests.dossier_samples import land_transfer, wait_for_status
+from tests.dossier_samples import land_transfer, pay, signed_in, wait_for_status
 
 pytestmark = pytest.mark.real
 
@@ -21,10 +20,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 async def test_plain_aiokafka_consumer_validates_a_whole_dossier(services: Stack) -> None:
-    async with httpx.AsyncClient(base_url=services.services["intake"].url, timeout=30) as intake:
+    async with signed_in(services, "intake") as intake:
         dossier_id = (await intake.post("/dossiers", json=land_transfer(9500))).json()["id"]
         await wait_for_status(intake, dossier_id, "awaiting_payment")
-        await intake.post(f"/dossiers/{dossier_id}/payments")
+        await pay(intake, dossier_id)
         await wait_for_status(intake, dossier_id, "returned")
     topics = [
         "intake.events",

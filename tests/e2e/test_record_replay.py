@@ -14,14 +14,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from infra.fresh import prefix_of, target_of
 from infra.stack import Stack
 from services.replay.record import record
 from services.replay.replay import replay
-from tests.dossier_samples import certified_copy, land_transfer, wait_for_status
+from tests.dossier_samples import certified_copy, land_transfer, pay, signed_in, wait_for_status
 from tests.systems import START, differences, fresh_system, set_time, settled, table_contents
 
 pytestmark = pytest.mark.real
@@ -33,13 +32,13 @@ REPLAYED = ("intake", "notification", "console")
 
 async def run_scenario(origin: Stack) -> dict[str, str]:
     """Four dossiers through the origin system; their ids by role."""
-    async with httpx.AsyncClient(base_url=origin.services["intake"].url, timeout=30) as intake:
+    async with signed_in(origin, "intake") as intake:
         normal = (await intake.post("/dossiers", json=land_transfer(7001))).json()["id"]
         copy = (await intake.post("/dossiers", json=certified_copy(7002))).json()["id"]
         await wait_for_status(intake, normal, "awaiting_payment")
         await settled(origin)  # letters go out at the time they were written, before it moves on
         await set_time(origin, T0 + timedelta(hours=3))
-        await intake.post(f"/dossiers/{normal}/payments")
+        await pay(intake, normal)
         await wait_for_status(intake, normal, "returned")
 
         # The tax office is down for two working days: its step overruns, the desk apologises.
@@ -60,13 +59,13 @@ async def run_scenario(origin: Stack) -> dict[str, str]:
         await wait_for_status(intake, late, "awaiting_payment")
         await settled(origin)
         await set_time(origin, T0 + timedelta(days=2, hours=2))
-        await intake.post(f"/dossiers/{late}/payments")
+        await pay(intake, late)
         await intake.post(f"/dossiers/{supplemented}/supplements", json={"documents": ["LAND_CERTIFICATE"]})
         await wait_for_status(intake, late, "returned")
         await wait_for_status(intake, supplemented, "awaiting_payment")
         await settled(origin)
         await set_time(origin, T0 + timedelta(days=3))
-        await intake.post(f"/dossiers/{supplemented}/payments")
+        await pay(intake, supplemented)
         await wait_for_status(intake, supplemented, "returned")
     await settled(origin)
     return {"normal": normal, "copy": copy, "late": late, "supplemented": supplemented}

@@ -6,12 +6,11 @@ import json
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from infra.stack import Stack
-from tests.dossier_samples import land_transfer, wait_for_status
+from tests.dossier_samples import land_transfer, pay, signed_in, wait_for_status
 from tests.kafka_probe import topic_size, wait_group_caught_up
 
 pytestmark = pytest.mark.real
@@ -58,11 +57,10 @@ async def snapshot(db: asyncpg.Pool, dossier_id: str) -> dict[str, Any]:
 async def test_redelivered_event_changes_nothing(
     services: Stack, db: asyncpg.Pool, emitter: str, event_type: str, topic: str, group: str
 ) -> None:
-    async with httpx.AsyncClient(base_url=services.services["intake"].url, timeout=30) as intake:
+    async with signed_in(services, "intake") as intake:
         dossier_id = (await intake.post("/dossiers", json=land_transfer(5000))).json()["id"]
-        await intake.post(
-            f"/dossiers/{(await wait_for_status(intake, dossier_id, 'awaiting_payment'))['id']}/payments"
-        )
+        await wait_for_status(intake, dossier_id, "awaiting_payment")
+        (await pay(intake, dossier_id)).raise_for_status()
         await wait_for_status(intake, dossier_id, "returned")
     await wait_group_caught_up(services.superuser, group, topic)
     before = await snapshot(db, dossier_id)

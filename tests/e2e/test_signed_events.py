@@ -13,7 +13,6 @@ import base64
 import json
 
 import asyncpg
-import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -22,7 +21,7 @@ from contracts.envelope import CloudEvent
 from contracts.events import DossierHandedOver, StepCompleted
 from contracts.signing import KEY_ID_HEADER, SIGNATURE_HEADER, SigningKey, signing_input
 from infra.stack import Stack
-from tests.dossier_samples import land_transfer, wait_for_status
+from tests.dossier_samples import land_transfer, signed_in, wait_for_status
 from tests.e2e.test_dead_letters import dead_letters
 from tests.kafka_probe import wait_group_caught_up
 
@@ -44,7 +43,7 @@ async def test_only_the_land_registrys_signature_moves_the_dossier(services: Sta
     # The land registry is away: its answer can only come from us.
     services.stop_service("land_registry")
     try:
-        async with httpx.AsyncClient(base_url=services.services["intake"].url, timeout=30) as intake:
+        async with signed_in(services, "intake") as intake:
             dossier_id = (await intake.post("/dossiers", json=land_transfer(9300))).json()["id"]
             handover = await _handover(db, dossier_id)
             answer = StepCompleted.answering(
@@ -110,7 +109,7 @@ async def test_only_the_land_registrys_signature_moves_the_dossier(services: Sta
         services.start_service("land_registry")
         await asyncio.to_thread(services.wait_healthy, "land_registry")
 
-    async with httpx.AsyncClient(base_url=services.services["intake"].url, timeout=30) as intake:
+    async with signed_in(services, "intake") as intake:
         # The land registry, back, answers with its own signature: the dossier goes on to tax.
         await wait_for_status(intake, dossier_id, "awaiting_payment", timeout=60)
 

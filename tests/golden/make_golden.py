@@ -47,7 +47,15 @@ from infra.kafka import free_port
 from infra.stack import Stack
 from services.replay.record import record
 from services.replay.recording import read_header, read_records, signed_as_published, write_recording
-from tests.dossier_samples import LAND_DOCUMENTS, applicant, certified_copy, land_transfer, wait_for_status
+from tests.dossier_samples import (
+    LAND_DOCUMENTS,
+    applicant,
+    certified_copy,
+    land_transfer,
+    pay,
+    signed_in,
+    wait_for_status,
+)
 from tests.systems import START, fresh_system, set_time, settled
 
 GOLDEN = Path(__file__).resolve().parent
@@ -82,7 +90,7 @@ class Scenario:
 
 
 def intake_client(system: Stack) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=system.services["intake"].url, timeout=30)
+    return signed_in(system, "intake")
 
 
 async def file_dossier(intake: httpx.AsyncClient, dossier_id: str, body: dict[str, Any]) -> None:
@@ -106,7 +114,7 @@ async def land_transfer_scenario(origin: Stack) -> None:
         await settled(origin)
         await set_time(origin, T0 + timedelta(hours=2))
         await settled(origin)
-        await post_ok(intake, f"/dossiers/{LAND_ID}/payments")
+        assert (await pay(intake, LAND_ID)).status_code == 200
         await wait_for_status(intake, LAND_ID, "returned")
     await settled(origin)
 
@@ -125,7 +133,7 @@ async def late_apology_scenario(origin: Stack) -> None:
         await settled(origin)
         await set_time(origin, T0 + timedelta(days=2, hours=2))  # Wednesday 10:00
         await settled(origin)
-        await post_ok(intake, f"/dossiers/{LATE_ID}/payments")
+        assert (await pay(intake, LATE_ID)).status_code == 200
         await wait_for_status(intake, LATE_ID, "returned")
     await settled(origin)
 
@@ -153,7 +161,7 @@ async def supplement_pause_scenario(origin: Stack) -> None:
         await settled(origin)
         await set_time(origin, T0 + timedelta(days=1, hours=1))  # Tuesday 09:00
         await settled(origin)
-        await post_ok(intake, f"/dossiers/{SUPPLEMENT_ID}/payments")
+        assert (await pay(intake, SUPPLEMENT_ID)).status_code == 200
         await wait_for_status(intake, SUPPLEMENT_ID, "returned")
     await settled(origin)
 

@@ -186,7 +186,7 @@ async def message_count(mailbox: Mailbox) -> int:
 
 
 async def test_apology_is_emailed_once_with_the_pdf_and_a_stable_message_id(
-    notification: Notification, mailbox: Mailbox
+    notification: Notification, mailbox: Mailbox, stack: Stack
 ) -> None:
     event = apology(f"HS-MAIL-{uuid.uuid4().hex[:6]}")
     worker = notification.worker(email(mailbox.port))
@@ -235,10 +235,17 @@ async def test_apology_is_emailed_once_with_the_pdf_and_a_stable_message_id(
 
     # Operators see it: the notice, its delivery, and the PDF as sent.
     app = FastAPI()
-    app.include_router(notices_router(lambda: notification.pool))
+    app.include_router(notices_router(lambda: notification.pool, stack.access()))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://notification"
     ) as api:
+        # Notices carry personal data: no token, no notices; a citizen's token is not enough.
+        assert (await api.get("/notices", params={"dossier_id": event.subject})).status_code == 401
+        citizen = {"Authorization": f"Bearer {stack.token('citizen')}"}
+        assert (
+            await api.get("/notices", params={"dossier_id": event.subject}, headers=citizen)
+        ).status_code == 403
+        api.headers["Authorization"] = f"Bearer {stack.token('operator')}"
         response = await api.get("/notices", params={"dossier_id": event.subject})
         assert response.status_code == 200
         (listed,) = response.json()

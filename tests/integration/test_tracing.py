@@ -39,7 +39,7 @@ from services.runtime.clock import Clock, VirtualClock
 from services.runtime.service import ServiceRuntime, create_service_app
 from services.runtime.settings import ServiceSettings
 from services.tax import app as tax_app
-from tests.dossier_samples import land_transfer, wait_for_status
+from tests.dossier_samples import land_transfer, pay, wait_for_status
 
 pytestmark = pytest.mark.real
 
@@ -116,8 +116,8 @@ class Services:
         for name in names:
             if name == "intake":
                 runtime, desk = intake_app.build_runtime(self.settings(name), clock=intake_clock)
-                app = create_service_app(runtime, title=name)
-                app.include_router(build_router(desk))
+                app = create_service_app(runtime, title=name, access=self.stack.access())
+                app.include_router(build_router(desk, self.stack.access()))
             else:
                 build = {
                     "land_registry": land_registry_app.build_runtime,
@@ -135,8 +135,11 @@ class Services:
             await runtime.stop()
 
     def client(self, name: str) -> httpx.AsyncClient:
+        token = self.stack.token("desk_officer", "payment_gateway", subject="tracing-test")
         return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.apps[name]), base_url=f"http://{name}"
+            transport=httpx.ASGITransport(app=self.apps[name]),
+            base_url=f"http://{name}",
+            headers={"Authorization": f"Bearer {token}"},
         )
 
     def name(self, span_name: str) -> str:
@@ -193,7 +196,7 @@ async def test_a_land_transfer_is_one_trace_across_the_four_services(services: S
         assert response.status_code == 201, response.text
         dossier_id = response.json()["id"]
         await wait_for_status(client, dossier_id, "awaiting_payment")
-        (await client.post(f"/dossiers/{dossier_id}/payments")).raise_for_status()
+        (await pay(client, dossier_id)).raise_for_status()
         await wait_for_status(client, dossier_id, "returned")
 
     (receipt,) = [s for s in services.spans() if s.name == "POST /dossiers"]

@@ -122,9 +122,14 @@ def test_an_overrun_after_the_apology_escalates_too() -> None:
     dossier, assess = at_tax()
     alarm(dossier, at(10, 14, 30))
     dossier.on_step_completed(
-        done(assess, at(10, 15), total_vnd=1), now=at(10, 15), calendar=CALENDAR, agencies=AGENCIES
+        done(assess, at(10, 15), notice_number="TB-1", total_vnd=1),
+        now=at(10, 15),
+        calendar=CALENDAR,
+        agencies=AGENCIES,
     )
-    _, certificate = dossier.record_payment(now=at(11, 8), calendar=CALENDAR)
+    _, certificate = dossier.record_payment(
+        notice_number="TB-1", amount_vnd=1, now=at(11, 8), calendar=CALENDAR
+    )
     assert isinstance(certificate, DossierHandedOver)
     events = alarm(dossier, certificate.due_at)
     assert [type(e) for e in events] == [StepOverdue, DossierEscalated]
@@ -134,12 +139,15 @@ def test_an_overrun_after_the_apology_escalates_too() -> None:
 def test_paying_stops_the_clock_and_the_appointment_moves_by_the_time_taken() -> None:
     dossier, assess = at_tax()
     dossier.on_step_completed(
-        done(assess, at(10, 11), total_vnd=1), now=at(10, 11), calendar=CALENDAR, agencies=AGENCIES
+        done(assess, at(10, 11), notice_number="TB-1", total_vnd=1),
+        now=at(10, 11),
+        calendar=CALENDAR,
+        agencies=AGENCIES,
     )
     before = dossier.appointment_at
     assert dossier.paused_at == at(10, 11)
     paid = at(17, 10)  # a week later
-    dossier.record_payment(now=paid, calendar=CALENDAR)
+    dossier.record_payment(notice_number="TB-1", amount_vnd=1, now=paid, calendar=CALENDAR)
     assert dossier.paused_at is None
     # Exactly the working time the citizen took is added.
     assert CALENDAR.working_time_between(before, dossier.appointment_at) == CALENDAR.working_time_between(

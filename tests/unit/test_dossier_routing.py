@@ -20,6 +20,7 @@ from services.intake.domain.catalog import Catalog, CatalogError, Procedure
 from services.intake.domain.dossier import (
     Dossier,
     DossierStatus,
+    PaymentRefused,
     SubmissionRefused,
     TransitionRefused,
 )
@@ -105,7 +106,10 @@ def test_a_land_transfer_walks_its_whole_route() -> None:
     t += timedelta(hours=2)
     assert (
         dossier.on_step_completed(
-            complete(assess, t, total_vnd=5), now=t, calendar=CALENDAR, agencies=AGENCIES
+            complete(assess, t, notice_number="TB-2026-000005", total_vnd=5),
+            now=t,
+            calendar=CALENDAR,
+            agencies=AGENCIES,
         )
         == []
     )
@@ -113,7 +117,15 @@ def test_a_land_transfer_walks_its_whole_route() -> None:
     assert dossier.slip[-1].due_at is None  # the citizen's paying time is not counted
 
     t += timedelta(days=5)
-    _, certificate = dossier.record_payment(now=t, calendar=CALENDAR)
+    # The treasury's confirmation must name the notice and its amount.
+    with pytest.raises(PaymentRefused, match="not 4 VND"):
+        dossier.record_payment(notice_number="TB-2026-000005", amount_vnd=4, now=t, calendar=CALENDAR)
+    with pytest.raises(PaymentRefused, match="was not issued"):
+        dossier.record_payment(notice_number="TB-2026-000006", amount_vnd=5, now=t, calendar=CALENDAR)
+    assert str(dossier.status) == "awaiting_payment"
+    _, certificate = dossier.record_payment(
+        notice_number="TB-2026-000005", amount_vnd=5, now=t, calendar=CALENDAR
+    )
     assert isinstance(certificate, DossierHandedOver)
     assert (certificate.to_agency, certificate.action) == ("land_registry", "issue_certificate")
     assert [h.action for h in dossier.slip] == [
@@ -156,7 +168,7 @@ def test_out_of_turn_events_are_refused() -> None:
     with pytest.raises(TransitionRefused):
         dossier.on_step_completed(wrong_step, now=t, calendar=CALENDAR, agencies=AGENCIES)
     with pytest.raises(TransitionRefused, match="not awaiting payment"):
-        dossier.record_payment(now=t, calendar=CALENDAR)
+        dossier.record_payment(notice_number="TB-1", amount_vnd=1, now=t, calendar=CALENDAR)
 
 
 def test_submission_lists_every_problem() -> None:

@@ -71,6 +71,10 @@ class SubmissionRefused(ValueError):
         self.problems = problems
 
 
+class PaymentRefused(ValueError):
+    """A payment confirmation that does not match the tax notice (number or amount)."""
+
+
 class TransitionRefused(ValueError):
     """The dossier is not in a state where this can happen (e.g. paying twice)."""
 
@@ -148,6 +152,8 @@ class Dossier:
     original_appointment_at: datetime | None = None
     """The first promised date, once the dossier was rescheduled."""
     apologised_at: datetime | None = None
+    lookup_code: str = ""
+    """Printed on the receipt: with the dossier's id, it opens the public status look-up."""
 
     @classmethod
     def receive(
@@ -161,6 +167,7 @@ class Dossier:
         details: dict[str, Any],
         now: datetime,
         calendar: WorkingDayCalendar,
+        lookup_code: str = "",
     ) -> tuple[Dossier, list[DossierEvent]]:
         """Check the dossier at the desk, issue the receipt and send it on its route."""
         if procedure is None:
@@ -183,6 +190,7 @@ class Dossier:
             fees_vnd=procedure.fee_total(details),
             received_at=now,
             appointment_at=calendar.add_working_time(now, procedure.statutory_limit_days),
+            lookup_code=lookup_code,
         )
         first = procedure.steps[0]
         receipt = dossier._open_row(first, from_agency=CITIZEN, now=now, calendar=calendar)
@@ -201,6 +209,7 @@ class Dossier:
                 fees=[FeeLine(name=name, amount_vnd=amount) for name, amount in procedure.fee_lines(details)],
                 return_place=procedure.return_place,
                 details=details,
+                lookup_code=lookup_code or None,
             )
         ]
         events += dossier._advance(now=now, calendar=calendar)
@@ -290,10 +299,23 @@ class Dossier:
         )
         return [received, *self._advance(now=now, calendar=calendar)]
 
-    def record_payment(self, *, now: datetime, calendar: WorkingDayCalendar) -> list[DossierEvent]:
-        """The citizen paid the tax notice; the desk takes the proof and routes on."""
+    def record_payment(
+        self, *, notice_number: str, amount_vnd: int, now: datetime, calendar: WorkingDayCalendar
+    ) -> list[DossierEvent]:
+        """The treasury confirms the tax notice paid; the desk checks it against the notice and routes on."""
         if self.status is not DossierStatus.AWAITING_PAYMENT:
             raise TransitionRefused(f"dossier {self.id} is {self.status}, not awaiting payment")
+        notices = {
+            str(result["notice_number"]): result.get("total_vnd")
+            for result in self.results.values()
+            if "notice_number" in result
+        }
+        if notice_number not in notices:
+            raise PaymentRefused(f"notice {notice_number!r} was not issued for dossier {self.id}")
+        if amount_vnd != notices[notice_number]:
+            raise PaymentRefused(
+                f"notice {notice_number} is for {notices[notice_number]} VND, not {amount_vnd} VND"
+            )
         self.slip[-1].complete(received_at=now, completed_at=now, outcome="done", calendar=calendar)
         self._resume_clock(now=now, calendar=calendar)
         return [

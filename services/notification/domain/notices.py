@@ -113,7 +113,11 @@ Nội dung yêu cầu giải quyết: {e.procedure_name}
 {fees}
    Tổng cộng: {vnd(e.fees_total_vnd)}
 """
+    if e.lookup_code:
+        body += f"8. Mã tra cứu hồ sơ: {e.lookup_code} (tra cứu tình trạng hồ sơ cùng mã hồ sơ)\n"
     sms = f"Hồ sơ {e.dossier_id} đã được tiếp nhận; hẹn trả kết quả {when(e.appointment_at)}."
+    if e.lookup_code:
+        sms += f" Mã tra cứu: {e.lookup_code}."
     return Notice("receipt", e.dossier_id, e.applicant, f"Giấy tiếp nhận hồ sơ {e.dossier_id}", body, sms)
 
 
