@@ -21,9 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
+from contracts.signing import SigningKey, read_jwks
 from infra.compose_trust import KAFKA_UID, SERVICE_UIDS, TRUST_UID, ComposeTrust
 from infra.kafka.acls import declared_grants, principals_of
 from infra.stack import SERVICES, service_agencies
+from services.runtime.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -443,3 +445,26 @@ def test_python_healthcheck_fails_when_the_service_is_not_ready(
         )
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30, check=False)
         assert (result.returncode == 0) is healthy, f"{name}: {result.stderr.decode()}"
+
+
+def test_every_service_reads_its_settings_from_the_compose_environment(
+    python_services: dict[str, dict[str, Any]], generated: ComposeTrust, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a container starts with is enough: password from the file, key loadable and active."""
+    for name, spec in python_services.items():
+        env = {
+            key: value.replace(TRUST_MOUNT, str(generated.root))
+            for key, value in environment(spec).items()
+            if not value.startswith("${")
+        }
+        for key in [k for k in os.environ if k.startswith(("KAFKA_", "SIGNING_"))]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = ServiceSettings.from_env(name, default_port=SERVICES[name])
+        assert settings.kafka.username == name
+        assert settings.kafka.password == generated.password_file(name).read_text().strip()
+        if settings.signing_key_file is not None:
+            signing_key = SigningKey.load(settings.signing_key_file)
+            active = {k.key_id for k in read_jwks(settings.key_registry[0]) if k.status == "active"}
+            assert signing_key.key_id in active, f"{name} would refuse to start: its key is not active"
