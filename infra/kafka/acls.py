@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -280,19 +281,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["show", "apply"])
     parser.add_argument("--topic-prefix", default="", help="the deployment's KAFKA_TOPIC_PREFIX")
     parser.add_argument("--agency", action="append", default=[], help="an agency plugged in (repeatable)")
-    parser.add_argument("--run-dir", type=Path, default=Path(".run"), help="where the trust store is")
+    parser.add_argument(
+        "--run-dir", type=Path, default=Path(".run"), help="the trust store is <run-dir>/trust"
+    )
+    parser.add_argument(
+        "--trust-dir",
+        type=Path,
+        help="the trust store itself (docker-compose's trust volume); beats --run-dir",
+    )
     parser.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
+    parser.add_argument("--partitions", type=int, default=int(os.environ.get("KAFKA_PARTITIONS", "6")))
+    parser.add_argument(
+        "--replication-factor", type=int, default=int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
+    )
     args = parser.parse_args(argv)
-    grants = declared_grants(args.topic_prefix, args.agency)
     if args.command == "show":
-        print(markdown_table(grants), end="")
+        print(markdown_table(declared_grants(args.topic_prefix, args.agency)), end="")
         return 0
     from infra.kafka.node import ADMIN_PRINCIPAL
     from infra.trust import TrustStore
 
-    store = TrustStore(args.run_dir / "trust")
+    store = TrustStore(args.trust_dir or args.run_dir / "trust")
+    # As make run does: the agencies onboarded with `python -m infra.agencies add` are granted again.
+    grants = declared_grants(args.topic_prefix, sorted({*args.agency, *store.agencies()}))
     admin = store.kafka_access(args.bootstrap_servers, ADMIN_PRINCIPAL)
-    apply(admin, grants, {p: store.kafka_password(p) for p in principals_of(grants)})
+    apply(
+        admin,
+        grants,
+        {p: store.kafka_password(p) for p in principals_of(grants)},
+        partitions=args.partitions,
+        replication=args.replication_factor,
+    )
     print(f"applied {len(grants)} ACLs for {len(principals_of(grants))} principals", file=sys.stderr)
     return 0
 

@@ -1,11 +1,14 @@
-"""docker-compose.yml: valid against the Compose spec, and wired the way the services need.
+"""docker-compose.yml: valid against the Compose spec, wired the way the services need, secure.
 
 No Docker engine is needed: the file is checked against the vendored compose-spec schema
-(offline) and its behaviour-relevant facts are read from the YAML.
+(offline) and its behaviour-relevant facts are read from the YAML; what the one-shot
+``trust-init`` generates for Kafka and the services (``infra/compose_trust.py``) is generated
+here into a temporary directory and read back.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,12 +21,19 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.stack import SERVICES
+from contracts.signing import SigningKey, read_jwks
+from infra.compose_trust import KAFKA_UID, SERVICE_UIDS, TRUST_UID, ComposeTrust
+from infra.kafka.acls import declared_grants, principals_of
+from infra.stack import SERVICES, service_agencies
+from services.runtime.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 INFRASTRUCTURE = {"kafka", "postgres", "jaeger"}
+ONE_SHOTS = {"trust-init", "provision"}
+"""Run to completion before the services start: the secrets, then principals, topics and ACLs."""
+TRUST_MOUNT = "/trust"
 LOCALHOST = "127.0.0.1"
 
 
@@ -62,9 +72,15 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
+def long_running(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every service but the one-shots."""
+    return {name: spec for name, spec in services.items() if name not in ONE_SHOTS}
+
+
+@pytest.fixture(scope="module")
 def python_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The services built from the project's Dockerfile."""
-    built = {name: spec for name, spec in services.items() if "build" in spec}
+    """The long-running services built from the project's Dockerfile."""
+    built = {name: spec for name, spec in services.items() if "build" in spec and name not in ONE_SHOTS}
     assert built, "no service is built from the Dockerfile"
     return built
 
@@ -113,11 +129,11 @@ def test_schema_check_rejects_a_broken_compose_file(tmp_path: Path) -> None:
 
 
 def test_the_expected_services_are_defined(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) == INFRASTRUCTURE | service_modules()
+    assert set(services) == INFRASTRUCTURE | service_modules() | ONE_SHOTS
 
 
-def test_every_service_has_a_healthcheck(services: dict[str, dict[str, Any]]) -> None:
-    for name, spec in services.items():
+def test_every_service_has_a_healthcheck(long_running: dict[str, dict[str, Any]]) -> None:
+    for name, spec in long_running.items():
         check = spec.get("healthcheck")
         assert isinstance(check, dict), f"{name}: no healthcheck"
         assert not check.get("disable"), f"{name}: healthcheck disabled"
@@ -131,9 +147,21 @@ def test_every_service_has_a_memory_limit(services: dict[str, dict[str, Any]]) -
         assert spec.get("mem_limit") or deploy_limit, f"{name}: no memory limit"
 
 
-def test_every_service_restarts_unless_stopped(services: dict[str, dict[str, Any]]) -> None:
-    for name, spec in services.items():
+def test_every_service_restarts_unless_stopped(long_running: dict[str, dict[str, Any]]) -> None:
+    for name, spec in long_running.items():
         assert spec.get("restart") == "unless-stopped", name
+
+
+def test_one_shots_run_once_and_their_dependents_wait_for_success(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in ONE_SHOTS:
+        assert services[name].get("restart") == "no", f"{name} is a one-shot: it must not be restarted"
+        assert services[name]["image"] == "dossier-routing:local", name
+    for name, spec in services.items():
+        for dependency, condition in (spec.get("depends_on") or {}).items():
+            if dependency in ONE_SHOTS:
+                assert condition.get("condition") == "service_completed_successfully", (name, dependency)
 
 
 def test_published_ports_bind_to_localhost_only(services: dict[str, dict[str, Any]]) -> None:
@@ -162,15 +190,100 @@ def test_port_parsing_sees_the_host_ip(port: str | dict[str, Any], host_ip: str 
 # --- infrastructure -------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> ComposeTrust:
+    """What trust-init writes into the trust volume, written into a temporary directory."""
+    trust = ComposeTrust(tmp_path_factory.mktemp("trust"))
+    trust.write()
+    return trust
+
+
+def in_volume(generated: ComposeTrust, path: Path) -> str:
+    """``path`` (under the temporary trust directory) as the containers see it."""
+    return f"{TRUST_MOUNT}/{path.relative_to(generated.root).as_posix()}"
+
+
+def properties(text: str) -> dict[str, str]:
+    """A Java properties file's entries."""
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def mounts(spec: dict[str, Any]) -> dict[str, str]:
+    """A service's volumes as target -> "source[:mode]"."""
+    found = {}
+    for volume in spec.get("volumes", []):
+        source, target, *mode = str(volume).split(":")
+        found[target] = ":".join([source, *mode])
+    return found
+
+
 def test_kafka_is_the_pinned_kraft_broker_reachable_as_kafka_9092(
-    services: dict[str, dict[str, Any]],
+    services: dict[str, dict[str, Any]], generated: ComposeTrust
 ) -> None:
     kafka = services["kafka"]
     assert kafka["image"] == "apache/kafka:3.9.2"
-    env = environment(kafka)
-    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert kafka["command"] == ["/bin/sh", in_volume(generated, generated.kafka_dir / "start.sh")]
+    props = properties((generated.kafka_dir / "server.properties").read_text())
+    assert props["process.roles"] == "broker,controller"
+    assert "BROKER://kafka:9092" in props["advertised.listeners"].split(",")
+    assert props["log.dirs"] in mounts(kafka)
+    assert mounts(kafka)[props["log.dirs"]] == "kafka-data"
     assert "/opt/kafka/bin/kafka-broker-api-versions.sh" in " ".join(kafka["healthcheck"]["test"])
+
+
+def test_kafka_authenticates_everyone_and_authorizes_by_acl(generated: ComposeTrust) -> None:
+    props = properties((generated.kafka_dir / "server.properties").read_text())
+    listeners = dict(item.split(":", 1) for item in props["listener.security.protocol.map"].split(","))
+    assert set(listeners.values()) == {"SASL_PLAINTEXT"}, "a listener without SASL"
+    for listener in props["listeners"].split(","):
+        assert listener.split("://")[0] in listeners
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    for name in listeners:
+        if name != props["controller.listener.names"]:
+            assert f"listener.name.{name.lower()}.scram-sha-512.sasl.jaas.config" in props, name
+    assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["auto.create.topics.enable"] == "false"
+    assert props["super.users"].split(";")[0] == "User:admin"
+    assert props["listeners"].endswith("CONTROLLER://127.0.0.1:9093"), "controller reachable from outside"
+
+
+def test_kafka_healthcheck_authenticates_as_the_admin(
+    services: dict[str, dict[str, Any]], generated: ComposeTrust
+) -> None:
+    test = " ".join(services["kafka"]["healthcheck"]["test"])
+    admin_properties = generated.kafka_dir / "admin.properties"
+    assert f"--command-config {in_volume(generated, admin_properties)}" in test
+    props = properties(admin_properties.read_text())
+    assert props["security.protocol"] == "SASL_PLAINTEXT"
+    assert props["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert 'username="admin"' in props["sasl.jaas.config"]
+
+
+def test_kafka_starts_after_trust_init_as_the_owner_of_its_files(services: dict[str, dict[str, Any]]) -> None:
+    kafka = services["kafka"]
+    assert kafka["depends_on"]["trust-init"]["condition"] == "service_completed_successfully"
+    assert kafka["user"] == f"{KAFKA_UID}:{KAFKA_UID}"
+    assert mounts(kafka)[TRUST_MOUNT] == "trust:ro"
+
+
+def test_trust_init_writes_the_trust_volume(services: dict[str, dict[str, Any]]) -> None:
+    init = services["trust-init"]
+    assert init["command"] == ["python", "-m", "infra.compose_trust", "--trust-dir", TRUST_MOUNT]
+    assert mounts(init)[TRUST_MOUNT] == "trust"
+
+
+def test_provisioning_applies_the_declared_acls_once_kafka_is_healthy(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    provision = services["provision"]
+    command = provision["command"]
+    assert command[:4] == ["python", "-m", "infra.kafka.acls", "apply"]
+    assert command[command.index("--trust-dir") + 1] == TRUST_MOUNT
+    assert command[command.index("--bootstrap-servers") + 1] == "kafka:9092"
+    assert provision["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert provision["user"] == f"{TRUST_UID}:{TRUST_UID}"
 
 
 def test_postgres_password_is_an_overridable_local_default(services: dict[str, dict[str, Any]]) -> None:
@@ -209,6 +322,61 @@ def test_python_services_wait_for_healthy_kafka_and_postgres(
             assert depends_on.get(dependency, {}).get("condition") == "service_healthy", (
                 f"{name} does not wait for {dependency} to be healthy"
             )
+        assert depends_on.get("provision", {}).get("condition") == "service_completed_successfully", (
+            f"{name} does not wait for its principal, topics and ACLs"
+        )
+
+
+def test_every_service_is_a_principal_the_acls_grant(python_services: dict[str, dict[str, Any]]) -> None:
+    granted = principals_of(declared_grants())
+    for name, spec in python_services.items():
+        assert environment(spec)["KAFKA_SASL_USERNAME"] == name
+        assert name in granted, f"{name}: no ACL names this principal"
+
+
+def test_every_service_authenticates_and_verifies_with_the_generated_secrets(
+    python_services: dict[str, dict[str, Any]], generated: ComposeTrust
+) -> None:
+    for name, spec in python_services.items():
+        env = environment(spec)
+        assert env.get("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT") == "SASL_PLAINTEXT", name
+        assert env.get("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512") == "SCRAM-SHA-512", name
+        assert "KAFKA_SASL_PASSWORD" not in env, f"{name}: a password in the compose file"
+        wanted = {
+            key: value.replace(str(generated.root), TRUST_MOUNT)
+            for key, value in generated.service_environment(name).items()
+        }
+        assert {key: env.get(key) for key in wanted} == wanted, name
+        assert (generated.root / env["KAFKA_SASL_PASSWORD_FILE"].removeprefix(TRUST_MOUNT + "/")).is_file()
+        assert (generated.root / env["SIGNING_KEY_REGISTRY"].removeprefix(TRUST_MOUNT + "/")).is_file()
+
+
+def test_every_publishing_service_signs_with_its_own_agency_key(
+    python_services: dict[str, dict[str, Any]], generated: ComposeTrust
+) -> None:
+    signers = service_agencies()
+    for name, spec in python_services.items():
+        env = environment(spec)
+        assert ("SIGNING_KEY_FILE" in env) == (name in signers), name
+        if name in signers:
+            key = generated.root / env["SIGNING_KEY_FILE"].removeprefix(TRUST_MOUNT + "/")
+            assert generated.store.signing_key(signers[name]).private_jwk() == json.loads(key.read_text())
+
+
+def test_token_checking_services_find_the_issuers_keys(python_services: dict[str, dict[str, Any]]) -> None:
+    for name in ("intake", "notification", "console"):
+        assert environment(python_services[name])["AUTH_JWKS_FILE"] == f"{TRUST_MOUNT}/tokens/jwks.json", name
+
+
+def test_each_service_runs_as_its_own_user_with_the_trust_volume_read_only(
+    python_services: dict[str, dict[str, Any]],
+) -> None:
+    for name, spec in python_services.items():
+        assert spec["user"] == f"{SERVICE_UIDS[name]}:{SERVICE_UIDS[name]}", name
+        assert mounts(spec)[TRUST_MOUNT] == "trust:ro", name
+    uids = [SERVICE_UIDS[name] for name in python_services]
+    assert len(set(uids)) == len(uids), "two services share a user: each could read the other's secrets"
+    assert not {KAFKA_UID, TRUST_UID, 0} & set(uids)
 
 
 def test_python_services_are_configured_for_containers(
@@ -277,3 +445,26 @@ def test_python_healthcheck_fails_when_the_service_is_not_ready(
         )
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30, check=False)
         assert (result.returncode == 0) is healthy, f"{name}: {result.stderr.decode()}"
+
+
+def test_every_service_reads_its_settings_from_the_compose_environment(
+    python_services: dict[str, dict[str, Any]], generated: ComposeTrust, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a container starts with is enough: password from the file, key loadable and active."""
+    for name, spec in python_services.items():
+        env = {
+            key: value.replace(TRUST_MOUNT, str(generated.root))
+            for key, value in environment(spec).items()
+            if not value.startswith("${")
+        }
+        for key in [k for k in os.environ if k.startswith(("KAFKA_", "SIGNING_"))]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = ServiceSettings.from_env(name, default_port=SERVICES[name])
+        assert settings.kafka.username == name
+        assert settings.kafka.password == generated.password_file(name).read_text().strip()
+        if settings.signing_key_file is not None:
+            signing_key = SigningKey.load(settings.signing_key_file)
+            active = {k.key_id for k in read_jwks(settings.key_registry[0]) if k.status == "active"}
+            assert signing_key.key_id in active, f"{name} would refuse to start: its key is not active"
