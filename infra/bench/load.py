@@ -315,7 +315,7 @@ class LoadDriver:
         phase.hops_per_s = phase.records_handled / drained if drained > 0 else 0.0
         return phase
 
-    async def service_groups(self) -> list[str]:
+    async def _service_groups(self) -> list[str]:
         """The services' consumer groups: the consumers named in their inboxes, as Kafka knows them."""
         schemas = await self._inbox_schemas()
         union = " UNION ".join(f"SELECT DISTINCT consumer FROM {s}.inbox" for s in schemas)
@@ -333,7 +333,7 @@ class LoadDriver:
 
     async def wait_drained(self) -> float:
         """Wait until every service's consumer group has committed all it has to read; return when."""
-        groups = await self.service_groups()
+        groups = await self._service_groups()
         admin = AIOKafkaAdminClient(**self._kafka.client_kwargs(), client_id="bench-lag")
         consumer = AIOKafkaConsumer(**self._kafka.client_kwargs(), client_id="bench-lag")
         await admin.start()

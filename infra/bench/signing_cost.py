@@ -9,9 +9,10 @@ its parts, in the same run as the rest:
    each over many iterations, the median of a few repeats (:func:`time_crypto`).
 2. **Per dossier**, counted in the saturation phase: *signatures* are the outbox rows written for
    the phase's dossiers (each event is signed once, at its outbox write); *verifications* are the
-   records each service consumer group received, i.e. for every group the growth of its topic's
-   end offsets over the phase (every record on a topic is verified by every group reading it,
-   including the records of types the group then ignores). Both divided by the dossiers.
+   records each service consumer group received, i.e. for every group the services declare, the
+   growth of its topic's end offsets over the phase (every record on a topic is verified by every
+   group reading it, including the records of types the group then ignores). Both divided by the
+   dossiers.
 3. **Share**: crypto CPU seconds per dossier over the CPU seconds per dossier the system used in
    that phase (services, Kafka, Postgres, mailbox; not the load generator), and from it the
    *derived* rate without signing, ``saturation rate / (1 − share)``: what the same machine would
@@ -36,6 +37,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from contracts.agencies import agency_of
 from contracts.signing import KEY_ID_HEADER, SIGNATURE_HEADER, KeyRegistry, SigningKey
 from infra.bench.bare_relay import RelaySigning, SampleRecord
+from infra.kafka.acls import service_runtimes
 from infra.trust import TrustStore
 from services.runtime.kafka_access import KafkaAccess
 
@@ -172,18 +174,19 @@ def signing_cost(
     )
 
 
-async def group_topics(access: KafkaAccess, groups: Iterable[str]) -> dict[str, list[str]]:
-    """The topics each consumer group has committed offsets on (a service group reads one topic)."""
-    admin = AIOKafkaAdminClient(**access.client_kwargs(), client_id="bench-signing")
-    await admin.start()
-    try:
-        found = {}
-        for group in groups:
-            offsets = await admin.list_consumer_group_offsets(group)
-            found[group] = sorted({tp.topic for tp in offsets})
-        return found
-    finally:
-        await admin.close()
+def declared_group_topics(topic_prefix: str, services: Iterable[str]) -> dict[str, list[str]]:
+    """Each consumer group of ``services`` and the topics it reads, as Kafka names them.
+
+    From the services' own declarations (``ServiceRuntime.subscribe``), not from what the groups
+    did: a group that ignores every record of its topic (``notification.intake`` since letters
+    moved to ``intake.citizens``) still verifies each one, and leaves no inbox row to find it by.
+    """
+    found: dict[str, set[str]] = {}
+    for runtime in service_runtimes(topic_prefix, names=tuple(services)):
+        for subscription in runtime.subscriptions:
+            group = found.setdefault(runtime.kafka_name(subscription.consumer), set())
+            group.add(runtime.kafka_name(subscription.topic))
+    return {group: sorted(topics) for group, topics in sorted(found.items())}
 
 
 async def end_offsets(access: KafkaAccess, topics: Iterable[str]) -> dict[str, int]:

@@ -14,6 +14,7 @@ from contracts.signing import KEY_ID_HEADER, KeyRegistry, SigningKey
 from infra.bench.bare_relay import SampleRecord
 from infra.bench.signing_cost import (
     CryptoTimings,
+    declared_group_topics,
     fresh_keys,
     signing_cost,
     time_crypto,
@@ -45,6 +46,15 @@ def test_every_record_on_a_topic_is_verified_once_per_group_reading_it() -> None
     assert written == {"a": 6, "b": 4, "c": 3}
     groups = {"desk": ["a"], "console": ["a"], "registry": ["b"], "idle": []}
     assert verifications(written, groups) == 6 + 6 + 4
+
+
+def test_groups_come_from_the_declarations_even_those_that_ignore_every_record() -> None:
+    groups = declared_group_topics("p.", ["notification", "console"])
+    # Letters moved to intake.citizens: notification.intake skips every record it reads, but
+    # verifies each one first (and leaves no inbox row).
+    assert groups["p.notification.intake"] == ["p.intake.events"]
+    assert groups["p.notification.citizens"] == ["p.intake.citizens"]
+    assert groups["p.console.intake"] == ["p.intake.events"]
 
 
 def test_crypto_share_and_the_derived_unsigned_rate() -> None:
