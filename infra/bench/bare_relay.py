@@ -14,8 +14,14 @@ our consumers, so "ours / batched relay" compares like with like.
 ``measure`` pre-produces N copies of one of our real records to A, starts the relay process and
 reports the rate from its first record received to its N-th record acknowledged by Kafka on B.
 
+With ``signing`` (a key registry and a private key, as files) it is the signed relay: every
+record is verified first, as our consumers do (``KeyRegistry.verify`` on its ``ce_*`` headers and
+value), and re-signed before it is republished, as our outboxes do (``SigningKey``): the same
+relay plus exactly the crypto our services add to a hop, so "signed / bare" is its cost.
+
 ``python -m infra.bench.bare_relay --bootstrap … --source A --target B --group G --count N
---result out.json [--batch 200]`` is the relay process itself.
+--result out.json [--batch 200] [--key-registry keys.json --signing-key key.jwk.json]`` is the
+relay process itself.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 
+from contracts.signing import KeyRegistry, SignatureRefused, SigningKey
 from infra.bench.common import create_topics, memory_mb, say
 from services.runtime.kafka_access import KafkaAccess
 
@@ -73,6 +80,36 @@ class RelayResults:
     peak_rss_mb: float | None
 
 
+@dataclass(frozen=True)
+class RelaySigning:
+    """The files the signed relay verifies against and signs with."""
+
+    key_registry: Path
+    """A JWKS with the public key of whoever signed the records to relay."""
+    signing_key: Path
+    """The private key the relay signs what it forwards with (of the agency in the records' source)."""
+
+
+class _Resigner:
+    """Verify a record as our consumers do, then sign it again as our outboxes do."""
+
+    def __init__(self, keys: KeyRegistry, signer: SigningKey) -> None:
+        self._keys = keys
+        self._signer = signer
+        self.refused: str | None = None
+
+    def __call__(self, record: ConsumerRecord) -> dict[str, str] | None:
+        """The headers to publish with, re-signed; None (and ``refused`` set) if it does not verify."""
+        attributes = {name: raw.decode() for name, raw in record.headers}
+        value = record.value or b""
+        try:
+            self._keys.verify(attributes, value)
+        except SignatureRefused as exc:
+            self.refused = str(exc)
+            return None
+        return attributes | self._signer.signature_headers(attributes, value)
+
+
 async def _raw_record(message: StreamMessage[ConsumerRecord]) -> ConsumerRecord:
     return message.raw_message
 
@@ -82,10 +119,26 @@ async def _raw_records(message: StreamMessage[tuple[ConsumerRecord, ...]]) -> tu
 
 
 async def relay(
-    access: KafkaAccess, *, source: str, target: str, group: str, count: int, batch: int = 0
-) -> dict[str, float]:
-    """Run the relay until ``count`` records went from ``source`` to ``target``; return timings."""
+    access: KafkaAccess,
+    *,
+    source: str,
+    target: str,
+    group: str,
+    count: int,
+    batch: int = 0,
+    signing: RelaySigning | None = None,
+) -> dict[str, Any]:
+    """Run the relay until ``count`` records went from ``source`` to ``target``; return timings.
+
+    ``signing``: verify every record and re-sign it; a record that does not verify stops the relay
+    (the bench's records are all signed, so that is a fault of the bench) and is reported.
+    """
     started = time.perf_counter()
+    resign = (
+        _Resigner(KeyRegistry([signing.key_registry]), SigningKey.load(signing.signing_key))
+        if signing is not None
+        else None
+    )
     broker = KafkaBroker(access.bootstrap_servers, security=access.security(), client_id="bare-relay")
     done = asyncio.Event()
     seen = 0
@@ -101,6 +154,14 @@ async def relay(
             last = time.perf_counter()
             done.set()
 
+    def headers_of(record: ConsumerRecord) -> dict[str, str] | None:
+        if resign is None:
+            return {name: value.decode() for name, value in record.headers}
+        headers = resign(record)
+        if headers is None:
+            done.set()  # stop: the result says why
+        return headers
+
     if batch:
 
         @broker.subscriber(
@@ -113,16 +174,16 @@ async def relay(
             decoder=_raw_records,
         )
         async def republish_batch(records: Any) -> None:
-            sends = [
-                await broker.publish(
-                    record.value,
-                    topic=target,
-                    key=record.key,
-                    headers={name: value.decode() for name, value in record.headers},
-                    no_confirm=True,
+            sends = []
+            for record in records:
+                headers = headers_of(record)
+                if headers is None:
+                    return
+                sends.append(
+                    await broker.publish(
+                        record.value, topic=target, key=record.key, headers=headers, no_confirm=True
+                    )
                 )
-                for record in records
-            ]
             await asyncio.gather(*sends)  # all acknowledged before the offsets are committed
             counted(len(records))
 
@@ -138,7 +199,9 @@ async def relay(
         async def republish(record: Any) -> None:
             # As the services do it: the record itself as the body, no `message: KafkaMessage`
             # parameter (resolved in a thread-pool hop per record).
-            headers = {name: value.decode() for name, value in record.headers}
+            headers = headers_of(record)
+            if headers is None:
+                return
             await broker.publish(record.value, topic=target, key=record.key, headers=headers)
             counted(1)
 
@@ -148,7 +211,12 @@ async def relay(
             await done.wait()
     finally:
         await broker.stop()
-    return {"records": seen, "seconds": last - first, "seconds_with_start": last - started}
+    return {
+        "records": seen,
+        "seconds": last - first,
+        "seconds_with_start": last - started,
+        "refused": resign.refused if resign is not None else None,
+    }
 
 
 def _read_result(code: int, result_path: Path, log_path: Path) -> dict[str, Any]:
@@ -156,6 +224,8 @@ def _read_result(code: int, result_path: Path, log_path: Path) -> dict[str, Any]
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
         raise RuntimeError(f"the bare relay exited with {code}:\n{tail}")
     result: dict[str, Any] = json.loads(result_path.read_text())
+    if result.get("refused"):
+        raise RuntimeError(f"the signed relay refused a record: {result['refused']}")
     return result
 
 
@@ -193,13 +263,28 @@ async def produce_copies(access: KafkaAccess, topic: str, sample: SampleRecord, 
 
 
 async def measure(
-    access: KafkaAccess, *, sample: SampleRecord, count: int, prefix: str, log_path: Path, batch: int = 0
+    access: KafkaAccess,
+    *,
+    sample: SampleRecord,
+    count: int,
+    prefix: str,
+    log_path: Path,
+    batch: int = 0,
+    signing: RelaySigning | None = None,
 ) -> RelayResults:
     """Pre-produce ``count`` records to ``<prefix>.in``, relay them to ``<prefix>.out``, time it.
 
-    ``batch`` > 0: the batched relay, up to that many records per poll.
+    ``batch`` > 0: the batched relay, up to that many records per poll. ``signing``: the signed
+    relay (``sample`` must then be signed by a key of ``signing.key_registry``).
     """
     kind = f"batched relay ({batch} per poll)" if batch else "bare relay"
+    if signing is not None:
+        kind = f"signed {kind}"
+    signing_args = (
+        ["--key-registry", str(signing.key_registry), "--signing-key", str(signing.signing_key)]
+        if signing is not None
+        else []
+    )
     source, target = f"{prefix}.in", f"{prefix}.out"
     await create_topics(access, [source, target])
     say(f"{kind}: producing {count} copies of a real record ({sample.size} B) to {source}")
@@ -226,6 +311,7 @@ async def measure(
             str(result_path),
             "--batch",
             str(batch),
+            *signing_args,
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, **access.env()},
@@ -262,13 +348,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--result", type=Path, required=True)
     parser.add_argument("--batch", type=int, default=0, help="records per poll (0: one at a time)")
+    parser.add_argument("--key-registry", type=Path, help="JWKS to verify every record against")
+    parser.add_argument("--signing-key", type=Path, help="private key to re-sign every record with")
     args = parser.parse_args(argv)
+    if (args.key_registry is None) != (args.signing_key is None):
+        parser.error("--key-registry and --signing-key come together")
+    signing = RelaySigning(args.key_registry, args.signing_key) if args.key_registry else None
     # Like the services: INFO, one line per record received and processed.
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s bare-relay %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    result: dict[str, float | None] = dict(
+    result: dict[str, Any] = dict(
         asyncio.run(
             relay(
                 KafkaAccess.for_tool(args.bootstrap),
@@ -277,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
                 group=args.group,
                 count=args.count,
                 batch=args.batch,
+                signing=signing,
             )
         )
     )

@@ -161,6 +161,8 @@ class Phase:
     per_hop: list[dict[str, Any]] = field(default_factory=list)
     cpu_percent: dict[str, float] = field(default_factory=dict)
     """CPU used by each component from the first submission until drained; 100 = one core busy."""
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    """The same in CPU seconds (over the whole phase)."""
     dossier_ids: list[str] = field(default_factory=list, repr=False)
 
 
@@ -299,10 +301,11 @@ class LoadDriver:
         drained = drained_at - first
         started, cpu_before = self._cpu_start
         cpu_after = self._cpu_probe()
+        cpu_used = {name: cpu_after[name] - cpu_before[name] for name in cpu_after if name in cpu_before}
         cpu_percent = {
-            name: round(100 * (cpu_after[name] - cpu_before[name]) / (drained_at - started), 1)
-            for name in cpu_after
-            if name in cpu_before and drained_at > started
+            name: round(100 * used / (drained_at - started), 1)
+            for name, used in cpu_used.items()
+            if drained_at > started
         }
         phase = Phase(
             name=name,
@@ -317,6 +320,7 @@ class LoadDriver:
             drained_seconds=drained,
             drained_dossiers_per_s=len(trips) / drained if drained > 0 else 0.0,
             cpu_percent=cpu_percent,
+            cpu_seconds=cpu_used,
         )
         await self._handoffs(phase, [t.dossier_id for t in trips])
         phase.hops_per_s = phase.records_handled / drained if drained > 0 else 0.0

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from infra.bench import bare_relay, kafka_tools, replay_speed
+from infra.bench import bare_relay, kafka_tools, replay_speed, signing_cost
 from infra.bench.bare_relay import SampleRecord
 from infra.bench.common import cpu_seconds, memory_mb, say
 from infra.bench.load import LoadDriver, Phase
@@ -72,6 +72,8 @@ class BenchConfig:
     """Working days of the generated year replayed for the replay speed."""
     replay_scale: float = 1.0
     """Their density (1.0: the seed city's)."""
+    crypto_iterations: int = 20_000
+    """Signatures (and as many verifications) per repeat of the crypto micro-measurement."""
 
 
 FULL = BenchConfig(
@@ -93,6 +95,7 @@ QUICK = BenchConfig(
     concurrency=40,
     moderate_seconds=10,
     replay_days=1,
+    crypto_iterations=2000,
 )
 
 
@@ -210,6 +213,15 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
             prefix=f"bench.{run_id}.relay",
             log_path=stack.run_dir / "logs" / "bare-relay.log",
         )
+        keys = signing_cost.fresh_keys(sample, stack.run_dir / "bench-trust")
+        signed_relay = await bare_relay.measure(
+            kafka,
+            sample=keys.sample,
+            count=config.relay_records,
+            prefix=f"bench.{run_id}.signed-relay",
+            log_path=stack.run_dir / "logs" / "signed-relay.log",
+            signing=keys.signing,
+        )
         batched = await bare_relay.measure(
             kafka,
             sample=sample,
@@ -218,10 +230,26 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
             log_path=stack.run_dir / "logs" / "batched-relay.log",
             batch=DEFAULT_CONSUMER_BATCH_SIZE,
         )
+        signed_batched = await bare_relay.measure(
+            kafka,
+            sample=keys.sample,
+            count=config.relay_records,
+            prefix=f"bench.{run_id}.signed-batched-relay",
+            log_path=stack.run_dir / "logs" / "signed-batched-relay.log",
+            batch=DEFAULT_CONSUMER_BATCH_SIZE,
+            signing=keys.signing,
+        )
 
+        # Records each service consumer group receives in the saturation phase: verifications.
+        group_topics = signing_cost.declared_group_topics(prefix, stack.services)
+        read_topics = [t for topics in group_topics.values() for t in topics]
+        ends_before = await signing_cost.end_offsets(kafka, read_topics)
         say(f"saturation: {config.saturation_dossiers} dossiers, {config.concurrency} in flight")
         saturation = await driver.closed_loop(
             "saturation", dossiers=config.saturation_dossiers, concurrency=config.concurrency
+        )
+        written = signing_cost.written_between(
+            ends_before, await signing_cost.end_offsets(kafka, read_topics)
         )
         say(
             f"saturation: {saturation.dossiers_per_s:.1f} dossiers/s returned,"
@@ -236,6 +264,30 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
             f"moderate load: handoff p50 {moderate.handoff_ms['p50'] or 0:.1f} ms,"
             f" p99 {moderate.handoff_ms['p99'] or 0:.1f} ms"
         )
+
+    say(f"crypto: {config.crypto_iterations} signatures and verifications of the sample, 5 times")
+    timings = signing_cost.time_crypto(keys, iterations=config.crypto_iterations)
+    verified = signing_cost.verifications(written, group_topics)
+    cost = signing_cost.signing_cost(
+        timings,
+        dossiers=saturation.dossiers,
+        signatures=saturation.events_published,
+        verified=verified,
+        cpu_seconds=saturation.cpu_seconds,
+        dossiers_per_s=saturation.dossiers_per_s,
+    )
+    say(
+        f"crypto: sign {cost.sign_us:.0f} µs, verify {cost.verify_us:.0f} µs;"
+        f" {cost.signatures_per_dossier:.1f} signatures and {cost.verifications_per_dossier:.1f}"
+        f" verifications per dossier = {cost.crypto_cpu_ms_per_dossier:.2f} ms CPU,"
+        f" {100 * cost.share_of_system_cpu:.1f}% of the system's {cost.system_cpu_ms_per_dossier:.0f} ms"
+    )
+    say(
+        f"signed relay: {signed_relay.msgs_per_s:,.0f} vs {relay.msgs_per_s:,.0f} records/s unsigned"
+        f" ({_ratio(signed_relay.msgs_per_s, relay.msgs_per_s) or 0:.3f}×); batched"
+        f" {signed_batched.msgs_per_s:,.0f} vs {batched.msgs_per_s:,.0f}"
+        f" ({_ratio(signed_batched.msgs_per_s, batched.msgs_per_s) or 0:.3f}×)"
+    )
 
     replayed = await replay_speed.measure(
         stack, scale=config.replay_scale, working_days=config.replay_days, work_dir=stack.run_dir
@@ -258,6 +310,11 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
         f" {replayed.scale:g} ({replayed.dossiers} dossiers, {replayed.events} events, {replayed.moments}"
         " moments of virtual time) replayed into a fresh desk, notification and console; the replayer"
         " waits for every backlog to drain at each moment, so this is latency-bound",
+        "signing: µs are CPU time per operation on the real handed_over record (median of"
+        f" {timings.repeats} × {timings.iterations}); signatures per dossier = outbox rows of the"
+        " saturation phase's dossiers, verifications = records written to each topic in that phase ×"
+        " service consumer groups reading it; share = that crypto CPU ÷ the system's CPU per dossier"
+        " (load generator excluded); dossiers/s without signing is derived from it, not measured",
     ]
     if saturation.dossiers_per_s < 100:
         notes.append(
@@ -297,6 +354,24 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
         "targets": TARGETS,
         "kafka_tools": dataclasses.asdict(tools),
         "bare_relay": dataclasses.asdict(relay),
+        "signed_relay": dataclasses.asdict(signed_relay),
+        "signed_batched_relay": dataclasses.asdict(signed_batched),
+        "signing": {
+            "relay_msgs_per_s_unsigned": relay.msgs_per_s,
+            "relay_msgs_per_s_signed": signed_relay.msgs_per_s,
+            "relay_signed_vs_unsigned": _ratio(signed_relay.msgs_per_s, relay.msgs_per_s),
+            "batched_relay_msgs_per_s_unsigned": batched.msgs_per_s,
+            "batched_relay_msgs_per_s_signed": signed_batched.msgs_per_s,
+            "batched_relay_signed_vs_unsigned": _ratio(signed_batched.msgs_per_s, batched.msgs_per_s),
+            **dataclasses.asdict(cost),
+            "dossiers_per_s_unsigned_is": "derived: dossiers_per_s_signed / (1 - share_of_system_cpu)",
+            "crypto_iterations": timings.iterations,
+            "crypto_repeats": timings.repeats,
+            "signatures": saturation.events_published,
+            "verifications": verified,
+            "records_written_per_topic": written,
+            "consumer_group_topics": group_topics,
+        },
         "batched_relay": dataclasses.asdict(batched),
         "saturation": _phase_dict(saturation),
         "moderate": _phase_dict(moderate),

@@ -34,6 +34,7 @@ TINY = BenchConfig(
     moderate_rate=2,
     replay_days=1,
     replay_scale=0.05,
+    crypto_iterations=50,
 )
 
 
@@ -78,6 +79,12 @@ async def test_tiny_bench_reports_every_figure(services: Stack) -> None:
     assert set(results["service_rss_mb"]) == set(services.services)
     assert results["bare_relay"]["landed"] >= TINY.relay_records
     assert results["batched_relay"]["landed"] >= TINY.relay_records
+    assert results["signed_relay"]["landed"] >= TINY.relay_records
+    assert results["signed_batched_relay"]["landed"] >= TINY.relay_records
+    signing = results["signing"]
+    assert signing["signatures_per_dossier"] == results["saturation"]["events_published"] / 4
+    assert signing["verifications_per_dossier"] > 0
+    assert signing["dossiers_per_s_unsigned_estimated"] >= signing["dossiers_per_s_signed"] > 0
     assert results["batched_relay_msgs_per_s"] > 0
     json.dumps(results)  # what is written to bench-results.json
     assert "dossiers/s" in table(results)
