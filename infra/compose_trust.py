@@ -32,7 +32,6 @@ import argparse
 import base64
 import hashlib
 import os
-import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from pathlib import Path
 from infra.kafka.acls import declared_grants, principals_of
 from infra.kafka.node import ADMIN_PRINCIPAL, SASL_MECHANISM
 from infra.stack import service_agencies
+from infra.tokens import LocalIssuer
 from infra.trust import TrustStore, write_private
 
 BOOTSTRAP_SERVERS = "kafka:9092"
@@ -69,7 +69,7 @@ OPERATOR = "operator"
 PASSWORD_FILE = "kafka-password"
 SIGNING_KEY_FILE = "signing-key.jwk.json"
 TOKENS_JWKS = Path("tokens") / "jwks.json"
-"""The public keys of the token issuer (``infra.tokens``), when that module is installed."""
+"""The public keys of the local token issuer (``infra.tokens``), for the services' AUTH_JWKS_FILE."""
 
 
 def _cluster_id() -> str:
@@ -221,7 +221,7 @@ exec "$KAFKA_HOME/bin/kafka-server-start.sh" "$CONFIG"
         write_private(
             self.service_dir(OPERATOR) / "operator.env", "".join(f"{k}={v}\n" for k, v in operator.items())
         )
-        init_tokens(self.root)
+        LocalIssuer(self.root / "tokens").env()  # the token issuer's key and public JWKS
         self._open_public_paths()
         if os.geteuid() == 0:
             self.set_owners()
@@ -250,19 +250,6 @@ exec "$KAFKA_HOME/bin/kafka-server-start.sh" "$CONFIG"
             for path in [Path(directory), *(Path(directory) / f for f in files)]:
                 uid = self.owner(path)
                 os.chown(path, uid, uid, follow_symlinks=False)
-
-
-def tokens_module_present() -> bool:
-    """Whether this installation has the token issuer, ``infra.tokens``, next to this module."""
-    here = Path(__file__).resolve().parent
-    return (here / "tokens.py").is_file() or (here / "tokens" / "__init__.py").is_file()
-
-
-def init_tokens(root: Path) -> None:
-    """``python -m infra.tokens init --trust-dir root`` when that module exists (the token issuer)."""
-    if not tokens_module_present():
-        return
-    subprocess.run([sys.executable, "-m", "infra.tokens", "init", "--trust-dir", str(root)], check=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,14 +7,14 @@ import os
 import stat
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from infra import compose_trust
 from infra.compose_trust import KAFKA_UID, SERVICE_UIDS, TRUST_UID, ComposeTrust, main
 from infra.kafka.acls import declared_grants, principals_of
 from infra.stack import service_agencies
+from infra.tokens import LocalIssuer
+from services.runtime.access import Access
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -54,7 +54,7 @@ def test_every_principal_the_acls_name_has_a_password_and_the_admin_too(trust: C
 
 
 def test_secrets_are_readable_by_their_owner_alone(trust: ComposeTrust) -> None:
-    public = {trust.root / "key-registry.json", trust.root / ".lock"}
+    public = {trust.root / "key-registry.json", trust.root / ".lock", trust.root / "tokens" / "jwks.json"}
     for path in trust.root.rglob("*"):
         if path.is_file() and path not in public:
             assert mode(path) & 0o077 == 0, f"{path} is readable by others ({oct(mode(path))})"
@@ -142,30 +142,15 @@ def test_owners_are_set_when_run_as_root(trust: ComposeTrust, monkeypatch: pytes
     assert set(chowned) == {trust.root, *trust.root.rglob("*")}
 
 
-def test_the_token_issuer_is_initialised_when_it_is_installed(
-    trust: ComposeTrust, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[list[str]] = []
-
-    def run(args: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
-        calls.append(args)
-        jwks = trust.root / "tokens" / "jwks.json"
-        jwks.parent.mkdir(mode=0o700, exist_ok=True)
-        jwks.write_text('{"keys": []}')
-        jwks.chmod(0o600)
-        return subprocess.CompletedProcess(args, 0)
-
-    monkeypatch.setattr(subprocess, "run", run)
-    monkeypatch.setattr(compose_trust, "tokens_module_present", lambda: False)
-    trust.write()
-    assert calls == []
-    monkeypatch.setattr(compose_trust, "tokens_module_present", lambda: True)
-    trust.write()
-    assert calls
-    assert calls[0][1:] == ["-m", "infra.tokens", "init", "--trust-dir", str(trust.root)]
-    # The issuer's public keys are for every service that checks tokens.
+def test_the_token_issuer_publishes_its_jwks_to_every_service_and_keeps_its_key(trust: ComposeTrust) -> None:
+    issuer = LocalIssuer(trust.root / "tokens")
+    # The services' AUTH_JWKS_FILE verifies what the issuer mints.
+    token = issuer.mint("operator", subject="ops")
+    principal = Access.from_env({"AUTH_JWKS_FILE": str(trust.root / "tokens" / "jwks.json")}).verify(token)
+    assert principal.roles == {"operator"}
     assert mode(trust.root / "tokens" / "jwks.json") == 0o644
     assert mode(trust.root / "tokens") == 0o711
+    assert mode(trust.root / "tokens" / "issuer.pem") == 0o600
 
 
 def fake_kafka(tmp_path: Path) -> tuple[Path, Path]:
