@@ -307,7 +307,8 @@ def _result(action: str, n: int) -> dict[str, Any]:
     if action == "appraise":
         return {"parcel_ref": f"phuong-3/thửa {1 + n}", "table_value_vnd": 1_200_000_000}
     if action == "assess":
-        return {"total_vnd": 37_500_000}
+        # As the tax service answers: the treasury's payment must name this notice and amount.
+        return {"notice_number": f"TB-2026-{n + 1:06d}", "total_vnd": 37_500_000}
     if action == "issue_certificate":
         return {"certificate_serial": f"TA {n:06d}"}
     return {"mortgagee": "Ngân hàng Nông nghiệp"}
