@@ -6,6 +6,7 @@ four services as real processes). Unique dossier ids keep tests independent on o
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -38,6 +39,8 @@ def stack() -> Iterator[Stack]:
             "LOG_LEVEL": "INFO",
             "CLOCK": "virtual",
             "VIRTUAL_CLOCK_START": "2026-03-09T08:00:00+07:00",
+            # Known to the tests that call the console's API (unset, the console draws its own).
+            "CONSOLE_TOKEN": f"session-console-{secrets.token_hex(12)}",
         },
         # The golden streams were signed by keys of systems long gone; their public halves are
         # committed beside them, and trusted here so the streams replay verified.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import zlib
 from collections.abc import Callable
 from datetime import date, datetime
@@ -11,10 +12,11 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from pydantic import BeforeValidator
 
 from services.console.domain.dossiers import LOCAL_TZ
 from services.console.domain.on_time import Grouping, Period, Rate
-from services.console.domain.spans import OtlpError, export_response, parse_export
+from services.console.domain.spans import JSON, PROTOBUF, OtlpError, export_response, parse_export
 from services.console.handlers import keep_spans
 from services.console.queries import ConsoleQueries, OnTimeReport
 
@@ -35,6 +37,16 @@ def to_json(value: Any) -> Any:
     if isinstance(value, list):
         return [to_json(v) for v in value]
     return value
+
+
+def iso_day(value: object) -> object:
+    """Only ``YYYY-MM-DD`` is a day: pydantic alone would read ``0`` as 1970-01-01 (a timestamp)."""
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("a day is written YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date | None, BeforeValidator(iso_day)]
 
 
 def period_of(first_day: date | None, last_day: date | None) -> Period:
@@ -84,7 +96,11 @@ def api_router(queries: ConsoleQueries) -> APIRouter:
     ) -> list[dict[str, Any]]:
         return [to_json(d) for d in await queries.dossiers(q=q, status=status, late=late, limit=limit)]
 
-    @router.get("/dossiers/{dossier_id}", summary="A dossier with its process-control slip")
+    @router.get(
+        "/dossiers/{dossier_id}",
+        summary="A dossier with its process-control slip",
+        responses={404: {"description": "No such dossier in the console's read model"}},
+    )
     async def read_dossier(dossier_id: str) -> dict[str, Any]:
         found = await queries.dossier(dossier_id)
         if found is None:
@@ -104,8 +120,8 @@ def api_router(queries: ConsoleQueries) -> APIRouter:
 
     @router.get("/on-time", summary="On-time rates over a period, by agency, procedure or level")
     async def on_time(
-        first_day: Annotated[date | None, Query(alias="from", description="first day, YYYY-MM-DD")] = None,
-        last_day: Annotated[date | None, Query(alias="to", description="last day, included")] = None,
+        first_day: Annotated[Day, Query(alias="from", description="first day, YYYY-MM-DD")] = None,
+        last_day: Annotated[Day, Query(alias="to", description="last day, YYYY-MM-DD, included")] = None,
         by: Grouping = Grouping.AGENCY,
     ) -> dict[str, Any]:
         return report_json(await queries.on_time(period=period_of(first_day, last_day), by=by))
@@ -133,6 +149,22 @@ def otlp_router(pool: Callable[[], asyncpg.Pool]) -> APIRouter:
         "/v1/traces",
         summary="OTLP/HTTP trace export (application/x-protobuf or application/json)",
         response_class=Response,
+        responses={
+            200: {"content": {PROTOBUF: {}, JSON: {}}, "description": "What was kept and refused"},
+            400: {"description": "A body that is not an export in the declared content type"},
+            413: {"description": f"An export over {MAX_OTLP_BYTES} bytes (compressed or not)"},
+            415: {"description": "A Content-Encoding other than gzip or none"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": "An ExportTraceServiceRequest (OTLP/HTTP), gzip-compressed or not",
+                "content": {
+                    PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+                    JSON: {"schema": {"type": "object"}},
+                },
+            }
+        },
     )
     async def receive_traces(request: Request) -> Response:
         content_type = request.headers.get("content-type", "")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Response
 
 from contracts.agencies import NOTIFICATION
 from services.notification import store
@@ -55,6 +55,10 @@ def create_app(
     return app
 
 
+MAX_BIGINT = 2**63 - 1
+"""Notice ids are Postgres ``bigint``: a larger number is no notice (and asyncpg could not send it)."""
+
+
 def notices_router(pool: Callable[[], asyncpg.Pool], access: Access) -> APIRouter:
     """What was written to citizens and how far each delivery got: personal data, so behind a role."""
     router = APIRouter(
@@ -64,7 +68,10 @@ def notices_router(pool: Callable[[], asyncpg.Pool], access: Access) -> APIRoute
     )
 
     @router.get("/notices", summary="A dossier's notices with their delivery status")
-    async def list_notices(dossier_id: str = Query(min_length=1, max_length=64)) -> list[dict[str, Any]]:
+    async def list_notices(
+        # No NUL: Postgres text cannot hold one (the query failed with 500).
+        dossier_id: str = Query(min_length=1, max_length=64, pattern=r"^[^\x00]+$"),
+    ) -> list[dict[str, Any]]:
         async with pool().acquire() as conn:
             notices = await store.list_notices(conn, dossier_id)
         for notice in notices:
@@ -79,7 +86,7 @@ def notices_router(pool: Callable[[], asyncpg.Pool], access: Access) -> APIRoute
         response_class=Response,
         responses={200: {"content": {"application/pdf": {}}}, 404: {"description": "No such attachment"}},
     )
-    async def attachment(notice_id: int) -> Response:
+    async def attachment(notice_id: Annotated[int, Path(ge=1, le=MAX_BIGINT)]) -> Response:
         async with pool().acquire() as conn:
             found = await store.attachment_of(conn, notice_id)
         if found is None:

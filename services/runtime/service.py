@@ -27,8 +27,9 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.subscriber.usecase import BatchSubscriber
@@ -614,6 +615,66 @@ class BodyLimit:
         await self.app(scope, receive, send)
 
 
+class ListsEveryMethod(APIRoute):
+    """A route whose 405 names every method its path allows, not only its own.
+
+    Starlette answers a method no route takes from the first route matching the path, so with
+    ``GET /clock`` and ``PUT /clock`` as two routes, ``OPTIONS /clock`` said ``Allow: GET``.
+    """
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 405 with the path's methods (all its routes'); run the route otherwise."""
+        if self.methods and scope["method"] not in self.methods:
+            routes = getattr(scope.get("router"), "routes", ())
+            allowed = {
+                method
+                for route in routes
+                if isinstance(route, APIRoute) and route.path_format == self.path_format
+                for method in route.methods or ()
+            }
+            raise HTTPException(405, headers={"Allow": ", ".join(sorted(allowed))})
+        await super().handle(scope, receive, send)
+
+
+MALFORMED_BODY: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body is not valid JSON (or not in the declared content type)"},
+}
+TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {"description": "The request body is over the service's limit (refused before it is read)"},
+}
+
+
+def document_common_responses(app: FastAPI) -> None:
+    """Add to ``app``'s OpenAPI the answers any operation can give besides its own.
+
+    Every operation with a body can answer 400 (a body that does not parse) and 413 (BodyLimit);
+    an operation whose 422 is the service's own refusal can also answer FastAPI's validation
+    error, so its 422 schema admits both.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        validation = {"$ref": "#/components/schemas/HTTPValidationError"}
+        validated = "HTTPValidationError" in schema.get("components", {}).get("schemas", {})
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                responses = operation.setdefault("responses", {})
+                if "requestBody" in operation:
+                    for status, response in {**MALFORMED_BODY, **TOO_LARGE}.items():
+                        responses.setdefault(str(status), response)
+                takes_input = "requestBody" in operation or operation.get("parameters")
+                json_422 = responses.get("422", {}).get("content", {}).get("application/json", {})
+                own = json_422.get("schema")
+                if validated and takes_input and own is not None and own != validation:
+                    json_422["schema"] = {"anyOf": [own, validation]}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 class ClockSetting(BaseModel):
     """Where to move a virtual clock (never backwards)."""
 
@@ -643,6 +704,8 @@ def create_service_app(
             await runtime.stop()
 
     app = FastAPI(title=title, description=description, lifespan=lifespan)
+    app.router.route_class = ListsEveryMethod
+    document_common_responses(app)
     runtime.telemetry.instrument(app)
 
     app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)

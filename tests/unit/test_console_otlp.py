@@ -256,6 +256,8 @@ def test_a_complete_export_answers_an_empty_response() -> None:
         (b"{not json", JSON, "malformed JSON"),
         (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz"}]}]}]}', JSON, "not hex"),
         (b'{"resourceSpans": 3}', JSON, "not an OTLP/JSON"),
+        (b'"AAA"', JSON, "not an OTLP/JSON"),
+        (b"[]", JSON, "not an OTLP/JSON"),
         (b"x", "text/plain", "unsupported content type"),
     ],
 )

@@ -108,6 +108,9 @@ def parse_export(body: bytes, content_type: str) -> ParsedExport:
             document = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise OtlpError(f"malformed JSON: {exc}") from exc
+        if not isinstance(document, dict):
+            # ParseDict would take a string or a number for an empty export.
+            raise OtlpError(f"not an OTLP/JSON trace export: a JSON {type(document).__name__}, not an object")
         try:
             json_format.ParseDict(_hex_ids_as_base64(document), request, ignore_unknown_fields=True)
         except (json_format.ParseError, TypeError, AttributeError) as exc:
