@@ -29,6 +29,19 @@ from services.intake.handlers import (
 from services.runtime.access import AUTH_RESPONSES, Access, Role
 from services.runtime.working_days import WorkingDayCalendar
 
+_NO_SPACE_OR_AT = r"[^@\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+"""Not ``@`` nor white space, spelled out: ``\\s`` means different characters to the JSON Schema
+dialect (ECMA 262: no U+0085, but U+FEFF) and to the service's validator (Unicode White_Space)."""
+
+
+class ApplicantForm(Applicant):
+    """The applicant as the API takes it: the contract's, with an e-mail pattern both sides read alike."""
+
+    email: str = Field(
+        pattern=f"^{_NO_SPACE_OR_AT}+@{_NO_SPACE_OR_AT}+\\.{_NO_SPACE_OR_AT}+$",
+        examples=["an.nguyen@example.vn"],
+    )
+
 
 class SubmitDossier(BaseModel):
     """A dossier as filed by a citizen."""
@@ -42,7 +55,7 @@ class SubmitDossier(BaseModel):
         description="The number the online portal already gave the dossier; the desk numbers it if absent.",
         examples=["HS-260309-1A2B3C4D5E"],
     )
-    applicant: Applicant
+    applicant: ApplicantForm
     documents: list[str] = Field(description="Codes of the documents handed in")
     details: dict[str, Any] = Field(
         default_factory=dict, description="Procedure-specific; see the procedure's details_schema"
@@ -311,7 +324,7 @@ def build_router(desk: Desk, access: Access) -> APIRouter:
         try:
             handled = await desk.submit(
                 procedure_code=body.procedure_code,
-                applicant=body.applicant,
+                applicant=Applicant.model_validate(body.applicant.model_dump()),
                 documents=body.documents,
                 details=body.details,
                 dossier_id=body.dossier_id,
