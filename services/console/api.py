@@ -14,11 +14,11 @@ import asyncpg
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BeforeValidator
 
-from services.console.domain.dossiers import LOCAL_TZ
 from services.console.domain.on_time import Grouping, Period, Rate
 from services.console.domain.spans import JSON, PROTOBUF, OtlpError, export_response, parse_export
 from services.console.handlers import keep_spans
 from services.console.queries import ConsoleQueries, OnTimeReport
+from services.runtime.working_days import VIETNAM_TZ
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ MAX_OTLP_BYTES = 8 * 1024 * 1024
 def to_json(value: Any) -> Any:
     """Times in Vietnam time (``+07:00``) as the other services return them; decimals as strings."""
     if isinstance(value, datetime):
-        return value.astimezone(LOCAL_TZ).isoformat()
+        return value.astimezone(VIETNAM_TZ).isoformat()
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, dict):

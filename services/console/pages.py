@@ -18,9 +18,9 @@ from fastapi.templating import Jinja2Templates
 from services.console.api import period_of, rate_json, to_json
 from services.console.auth import ConsoleAccess, safe_next
 from services.console.domain import labels
-from services.console.domain.dossiers import LOCAL_TZ
 from services.console.domain.on_time import Grouping
 from services.console.queries import ConsoleQueries
+from services.runtime.working_days import VIETNAM_TZ
 
 WEB = Path(__file__).parent / "web"
 STATIC_DIR = WEB / "static"
@@ -28,7 +28,7 @@ LIST_REFRESH_SECONDS = 5
 
 
 def _local(value: datetime | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
-    return "" if value is None else value.astimezone(LOCAL_TZ).strftime(fmt)
+    return "" if value is None else value.astimezone(VIETNAM_TZ).strftime(fmt)
 
 
 def _days(value: Decimal | None) -> str:
@@ -102,7 +102,7 @@ def pages_router(queries: ConsoleQueries, access: ConsoleAccess) -> APIRouter:
         dossiers = await queries.dossiers(q=q, status=status, late={"true": True, "false": False}.get(late))
         context: dict[str, Any] = {
             "dossiers": dossiers,
-            "updated": _local(datetime.now(LOCAL_TZ), "%H:%M:%S"),
+            "updated": _local(datetime.now(VIETNAM_TZ), "%H:%M:%S"),
         }
         if rows:  # the list's auto-refresh asks for the table body only
             return render(request, "_dossier_rows.html", **context)

@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse
@@ -27,7 +26,7 @@ from services.intake.handlers import (
     IdempotencyKeyReused,
 )
 from services.runtime.access import AUTH_RESPONSES, Access, Role
-from services.runtime.working_days import WorkingDayCalendar
+from services.runtime.working_days import VIETNAM_TZ, WorkingDayCalendar
 
 _NO_SPACE_OR_AT = r"[^@\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
 """Not ``@`` nor white space, spelled out: ``\\s`` means different characters to the JSON Schema
@@ -90,15 +89,12 @@ class ProcedureView(BaseModel):
         return cls.model_validate(procedure.model_dump())
 
 
-LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
-
-
 class _LocalTimes(BaseModel):
     """Datetimes leave the API in Vietnam time (with the offset), whatever the database returns."""
 
     @field_serializer("*", when_used="json")
     def _local(self, value: Any) -> Any:
-        return value.astimezone(LOCAL_TZ) if isinstance(value, datetime) else value
+        return value.astimezone(VIETNAM_TZ) if isinstance(value, datetime) else value
 
 
 class HandoffView(_LocalTimes):

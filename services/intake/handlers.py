@@ -48,6 +48,7 @@ from services.intake.domain.catalog import Catalog
 from services.intake.domain.dossier import Dossier, TransitionRefused
 from services.runtime import telemetry
 from services.runtime.consumer import EventRejected
+from services.runtime.loops import keep_running
 from services.runtime.service import ServiceRuntime
 from services.runtime.telemetry import continue_trace, trace_carrier
 from services.runtime.unit_of_work import UnitOfWork
@@ -268,16 +269,11 @@ class Desk:
 
     async def watch_deadlines(self) -> None:
         """Fire every passed alarm, forever; the alarms live in Postgres, so a restart loses none."""
-        while True:
-            try:
-                fired = await self.fire_due_alarms()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("deadline watcher failed; retrying")
-                fired = 0
-            if fired < ALARM_BATCH:
-                await self._sleep_until_clock_moves()
+        await keep_running("deadline watcher", self._watch_once, retry_seconds=WATCH_INTERVAL_SECONDS)
+
+    async def _watch_once(self) -> None:
+        if await self.fire_due_alarms() < ALARM_BATCH:
+            await self._sleep_until_clock_moves()
 
     async def _sleep_until_clock_moves(self) -> None:
         """Wait WATCH_INTERVAL_SECONDS, or less if the clock was moved (a replay, a test).

@@ -12,13 +12,13 @@ from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Response
 from contracts.agencies import NOTIFICATION
 from services.notification import store
 from services.notification.delivery import DeliveryWorker
-from services.notification.domain.letters import LOCAL_TZ
 from services.notification.handlers import NoticeWriter
 from services.notification.settings import DeliverySettings
 from services.runtime.access import AUTH_RESPONSES, Access, Role
 from services.runtime.clock import Clock
 from services.runtime.service import ServiceRuntime, create_service_app
 from services.runtime.settings import ServiceSettings
+from services.runtime.working_days import VIETNAM_TZ
 
 DEFAULT_PORT = 8003
 
@@ -102,7 +102,7 @@ def notices_router(pool: Callable[[], asyncpg.Pool], access: Access) -> APIRoute
 def _local_times(value: Any) -> Any:
     """Times in Vietnam time (+07:00), as every API of the system returns them."""
     if isinstance(value, datetime):
-        return value.astimezone(LOCAL_TZ).isoformat()
+        return value.astimezone(VIETNAM_TZ).isoformat()
     if isinstance(value, dict):
         return {k: _local_times(v) for k, v in value.items()}
     if isinstance(value, list):

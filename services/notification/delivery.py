@@ -41,6 +41,7 @@ from services.notification.domain.notices import Attachment
 from services.notification.store import DELIVERY_WAKEUP
 from services.runtime.clock import Clock
 from services.runtime.database import Connection, holds_session_state
+from services.runtime.loops import keep_running
 
 log = logging.getLogger(__name__)
 
@@ -363,14 +364,7 @@ class DeliveryWorker:
     async def run(self) -> None:
         """Deliver forever; survive Postgres outages (rows wait, nothing is lost)."""
         try:
-            while True:
-                try:
-                    await self._serve()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("delivery worker failed; retrying in 1 s")
-                    await asyncio.sleep(1.0)
+            await keep_running("delivery worker", self._serve)
         finally:
             for channel in self.channels.values():
                 if isinstance(channel, EmailChannel):

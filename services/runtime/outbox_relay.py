@@ -22,6 +22,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from services.runtime import telemetry
 from services.runtime.database import Connection, holds_session_state
+from services.runtime.loops import keep_running
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +77,8 @@ class OutboxRelay:
         return self._task is not None and not self._task.done()
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await self._lead()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Postgres or Kafka went away: wait and take the lead again, nothing is lost.
-                log.exception("outbox relay for %s failed; retrying in 1 s", self._schema)
-                await asyncio.sleep(1.0)
+        # Postgres or Kafka went away: wait and take the lead again, nothing is lost.
+        await keep_running(f"outbox relay for {self._schema}", self._lead)
 
     async def _lead(self) -> None:
         async with self._pool.acquire() as conn:

@@ -6,12 +6,8 @@ import unicodedata
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from zoneinfo import ZoneInfo
 
 from contracts.events import SlipRow
-
-LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
-"""Operators read Vietnam time; every time leaves the console with ``+07:00``."""
 
 
 class Lateness(StrEnum):

@@ -21,7 +21,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import TypeVar
 
-from services.console.domain.dossiers import LOCAL_TZ
+from services.runtime.working_days import VIETNAM_TZ
 
 
 class Grouping(StrEnum):
@@ -46,14 +46,14 @@ class Period:
     @property
     def start(self) -> datetime | None:
         """First instant included."""
-        return None if self.first_day is None else datetime.combine(self.first_day, time(), LOCAL_TZ)
+        return None if self.first_day is None else datetime.combine(self.first_day, time(), VIETNAM_TZ)
 
     @property
     def end(self) -> datetime | None:
         """First instant no longer included (midnight after the last day)."""
         if self.last_day is None:
             return None
-        return datetime.combine(self.last_day + timedelta(days=1), time(), LOCAL_TZ)
+        return datetime.combine(self.last_day + timedelta(days=1), time(), VIETNAM_TZ)
 
     def __contains__(self, moment: datetime) -> bool:
         start, end = self.start, self.end

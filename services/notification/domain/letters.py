@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from xml.sax.saxutils import escape
-from zoneinfo import ZoneInfo
 
 import pymupdf_fonts  # type: ignore[import-untyped]
 from reportlab.lib.enums import TA_CENTER, TA_JUSTIFY
@@ -30,7 +29,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Flowable, HRFlowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+from services.runtime.working_days import VIETNAM_TZ
 
 NATIONAL_NAME = "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM"
 MOTTO = "Độc lập - Tự do - Hạnh phúc"
@@ -69,7 +68,7 @@ class Letter:
     @property
     def dateline(self) -> str:
         """Place and date as the forms print them: "Tân An, ngày 05 tháng 03 năm 2026"."""
-        day = self.issued_at.astimezone(LOCAL_TZ)
+        day = self.issued_at.astimezone(VIETNAM_TZ)
         return f"{self.place}, ngày {day:%d} tháng {day:%m} năm {day:%Y}"
 
 

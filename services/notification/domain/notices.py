@@ -22,7 +22,8 @@ from contracts.events import (
     PaymentNoticeIssued,
     SupplementRequested,
 )
-from services.notification.domain.letters import LOCAL_TZ, Letter, as_pdf, as_text, nfc
+from services.notification.domain.letters import Letter, as_pdf, as_text, nfc
+from services.runtime.working_days import VIETNAM_TZ
 
 DEFAULT_PLACE = "Tân An"
 """Where letters are dated ("Tân An, ngày …"); ``LETTER_PLACE`` overrides it."""
@@ -66,13 +67,13 @@ def vnd(amount: int) -> str:
 
 def when(moment: datetime) -> str:
     """A moment as the forms print it, in Vietnam time: 14 giờ 30 phút, ngày 12/02/2026."""
-    local = moment.astimezone(LOCAL_TZ)
+    local = moment.astimezone(VIETNAM_TZ)
     return f"{local:%H} giờ {local:%M} phút, ngày {local:%d/%m/%Y}"
 
 
 def day(moment: datetime) -> str:
     """A date in Vietnam time: 12/02/2026."""
-    return f"{moment.astimezone(LOCAL_TZ):%d/%m/%Y}"
+    return f"{moment.astimezone(VIETNAM_TZ):%d/%m/%Y}"
 
 
 def render(event: DossierEvent, *, place: str = DEFAULT_PLACE) -> Notice | None:
