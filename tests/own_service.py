@@ -19,7 +19,8 @@ from contracts.envelope import CloudEvent
 from contracts.events import Applicant, DossierHandedOver
 from infra.stack import Stack
 from services.runtime.database import Migration
-from services.runtime.service import ServiceRuntime, ensure_topics
+from services.runtime.provisioning import ensure_topics
+from services.runtime.service import ServiceRuntime
 from tests.dossier_samples import applicant
 
 WHEN = datetime(2026, 3, 9, 1, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from services.runtime.kafka_access import KafkaAccess
-from services.runtime.service import ensure_topics
+from services.runtime.provisioning import ensure_topics
 
 PARTITIONS = 6
 """As many partitions as the services' own topics get (``KAFKA_PARTITIONS`` default)."""

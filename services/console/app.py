@@ -19,7 +19,8 @@ from services.console.pages import STATIC_DIR, pages_router
 from services.console.queries import ConsoleQueries
 from services.console.store import MIGRATIONS
 from services.runtime.clock import Clock
-from services.runtime.service import ServiceRuntime, create_service_app
+from services.runtime.http_app import create_service_app
+from services.runtime.service import ServiceRuntime
 from services.runtime.settings import ServiceSettings
 from services.runtime.telemetry import Telemetry
 

@@ -14,7 +14,8 @@ from services.intake.domain.catalog import Catalog
 from services.intake.handlers import Desk
 from services.runtime.access import Access
 from services.runtime.clock import Clock
-from services.runtime.service import ServiceRuntime, create_service_app
+from services.runtime.http_app import create_service_app
+from services.runtime.service import ServiceRuntime
 from services.runtime.settings import ServiceSettings
 from services.runtime.working_days import WorkingDayCalendar
 

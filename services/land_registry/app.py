@@ -9,7 +9,8 @@ from services.land_registry import store
 from services.land_registry.domain.registry import LandPriceTable
 from services.land_registry.handlers import Registry
 from services.runtime.clock import Clock
-from services.runtime.service import ServiceRuntime, create_service_app
+from services.runtime.http_app import create_service_app
+from services.runtime.service import ServiceRuntime
 from services.runtime.settings import ServiceSettings
 
 DEFAULT_PORT = 8001

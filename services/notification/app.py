@@ -16,7 +16,8 @@ from services.notification.handlers import NoticeWriter
 from services.notification.settings import DeliverySettings
 from services.runtime.access import AUTH_RESPONSES, Access, Role
 from services.runtime.clock import Clock
-from services.runtime.service import ServiceRuntime, create_service_app
+from services.runtime.http_app import create_service_app
+from services.runtime.service import ServiceRuntime
 from services.runtime.settings import ServiceSettings
 from services.runtime.working_days import VIETNAM_TZ
 

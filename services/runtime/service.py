@@ -1,53 +1,43 @@
 """The shape every service shares: one pool on its own schema, one broker, one outbox relay.
 
-A service is a FastAPI app (for ``/health`` and, for intake, the public API) whose lifespan
-starts and stops a :class:`ServiceRuntime`. Subscribers are registered on the runtime before
+A service is a FastAPI app (``services.runtime.http_app``: ``/health`` and, for intake, the public
+API) whose lifespan starts and stops a :class:`ServiceRuntime`: its lifecycle, subscriptions,
+consumer offsets and health live here. Subscribers are registered on the runtime before
 start; each one runs its handler through the same :class:`RecordProcessor` rules. Tracing and
 metrics (``telemetry.py``) are wired here: FastStream's middlewares on the broker, a query
-logger on the pool, spans in the relay, the HTTP server traced, ``GET /metrics``.
+logger on the pool, spans in the relay. Beside it: ``batches`` (how records reach a
+subscription), ``provisioning`` (the topics checked at start), ``http_app`` (the app).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
-import uvicorn
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.subscriber.usecase import BatchSubscriber
-from faststream.message import StreamMessage
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AwareDatetime, BaseModel
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts import topics
 from contracts.agencies import source_uri
 from contracts.events import DossierEvent
 from contracts.signing import KeyRegistry, SigningKey
-from services.runtime.access import AUTH_RESPONSES, Access, Role
-from services.runtime.clock import Clock, VirtualClock, clock_from_env
+from services.runtime.batches import PromptBatchSubscriber, raw_records, tolerant_parser
+from services.runtime.clock import Clock, clock_from_env
 from services.runtime.consumer import DeadLetters, Handler, RecordProcessor
 from services.runtime.database import Connection, Migration, create_pool, migrate
-from services.runtime.kafka_access import KafkaAccess
 from services.runtime.outbox_relay import OutboxRelay
+from services.runtime.provisioning import ensure_topics
 from services.runtime.settings import ConfigurationError, ServiceSettings
 from services.runtime.telemetry import Telemetry
 from services.runtime.unit_of_work import UnitOfWork, unit_of_work
@@ -478,284 +468,3 @@ class ServiceRuntime:
                             self.telemetry.consumer_lag.labels(*labels).set(lag)
         except Exception:
             log.warning("%s: could not refresh the gauges", self.name, exc_info=True)
-
-
-# FastStream parses and decodes a record before the handler runs; a failure there is raised
-# again on every redelivery (NACK_ON_ERROR re-seeks), so one poison record would block its
-# partition for good. These two never fail: the handler gets the record as it came and
-# RecordProcessor decides, dead-lettering what it cannot read.
-
-
-async def tolerant_parser(
-    records: tuple[ConsumerRecord, ...],
-    original: Callable[[tuple[ConsumerRecord, ...]], Awaitable[StreamMessage[tuple[ConsumerRecord, ...]]]],
-) -> StreamMessage[tuple[ConsumerRecord, ...]]:
-    """FastStream's batch parser, surviving header values that are not UTF-8."""
-    try:
-        return await original(records)
-    except UnicodeDecodeError:
-        readable = tuple(
-            dataclasses.replace(
-                record, headers=[(n, v.decode(errors="replace").encode()) for n, v in record.headers]
-            )
-            for record in records
-        )
-        message = await original(readable)
-        message.raw_message = records  # the original bytes go to the dead-letter topic
-        return message
-
-
-async def raw_records(message: StreamMessage[tuple[ConsumerRecord, ...]]) -> tuple[ConsumerRecord, ...]:
-    """No decoding in FastStream: the handler gets the Kafka records as they came.
-
-    Malformed JSON must reach the dead-letter logic, with the topic, partition, offset, key and
-    headers it came with.
-    """
-    return message.raw_message
-
-
-class PromptBatchSubscriber(BatchSubscriber):
-    """FastStream's batch subscriber, waiting for records the way its one-record subscriber does.
-
-    FastStream 0.7's ``BatchSubscriber`` polls ``getmany(batch_timeout_ms)`` and, after an empty
-    poll, sleeps as long again: a record reaching a quiet topic then waits out the sleep
-    (measured with ``make bench``: handoff p50 12 → 24 ms at 5 dossiers/s with 20 ms polls; 2 ms
-    polls cost that much in CPU instead). This one waits in ``getone()`` for the first record,
-    as the one-record subscriber does (no polling when idle), then takes what else has already
-    been fetched, without waiting, up to ``max_records``. Order within a partition is kept:
-    ``getone`` returns the oldest fetched record of its partition and ``getmany`` the rest.
-    """
-
-    __slots__ = ()
-
-    async def get_msg(self, consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord, ...]:
-        """Block until a record is there; return it with every record fetched behind it."""
-        first = await consumer.getone()
-        room = (self.max_records or 1) - 1
-        if room < 1:
-            return (first,)
-        more = await consumer.getmany(timeout_ms=0, max_records=room)
-        return (first, *itertools.chain.from_iterable(more.values()))
-
-
-async def ensure_topics(
-    access: KafkaAccess,
-    names: Sequence[str],
-    *,
-    partitions: int | None = None,
-    client_id: str = "topic-setup",
-) -> None:
-    """Create the topics among ``names`` that are missing (idempotent).
-
-    Partitions and replication from ``KAFKA_PARTITIONS`` (6) and ``KAFKA_REPLICATION_FACTOR`` (1)
-    unless ``partitions`` is given. Provisioning creates every declared topic with the admin
-    principal; a service's own principal may not create topics, so for a service this only
-    confirms that its topics are there, and says which are not.
-    """
-    partitions = partitions or int(os.environ.get("KAFKA_PARTITIONS", "6"))
-    replication = int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
-    admin = AIOKafkaAdminClient(**access.client_kwargs(), client_id=client_id)
-    await admin.start()
-    try:
-        # A principal sees only the topics it may describe: missing may also mean "not yours".
-        existing = set(await admin.list_topics())
-        missing = [n for n in names if n not in existing]
-        if not missing:
-            return
-        response = await admin.create_topics(
-            [NewTopic(n, num_partitions=partitions, replication_factor=replication) for n in missing]
-        )
-        # Another service may create one between our list and create: "already exists" is fine.
-        refused = {
-            topic: for_code(code).__name__
-            for topic, code, *_ in response.topic_errors
-            if code not in (0, TopicAlreadyExistsError.errno)
-        }
-        if refused:
-            raise TopicsNotProvisioned(
-                f"{access.principal} may not use or create {', '.join(sorted(refused))}"
-                f" ({', '.join(sorted(set(refused.values())))}): topics and their ACLs are provisioned"
-                " from the services' declarations (`python -m infra.kafka.acls apply`; make run does it)"
-            )
-    finally:
-        await admin.close()
-
-
-class TopicsNotProvisioned(RuntimeError):
-    """A service's topics are missing or not granted to its principal."""
-
-
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-"""Largest HTTP request body a service reads; a dossier is a few kilobytes."""
-
-
-class BodyLimit:
-    """Refuses, with 413 and before reading it, a request body declared over ``max_body_bytes``.
-
-    Checked on the declared Content-Length, which ordinary clients send; a chunked upload without
-    one is not checked here (a reverse proxy's body limit covers that case). A plain ASGI
-    middleware: Starlette's ``@app.middleware("http")`` runs every request through an extra task
-    group and response stream, which showed in intake's profile at saturation.
-    """
-
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer 413 for an over-long declared body; pass everything else on."""
-        if scope["type"] == "http":
-            declared = dict(scope["headers"]).get(b"content-length", b"").decode("latin-1")
-            if declared.isdigit() and int(declared) > self.max_body_bytes:
-                limit = self.max_body_bytes
-                detail = f"request body of {declared} bytes is over the limit of {limit}"
-                response = JSONResponse({"detail": detail}, status_code=413)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-class ListsEveryMethod(APIRoute):
-    """A route whose 405 names every method its path allows, not only its own.
-
-    Starlette answers a method no route takes from the first route matching the path, so with
-    ``GET /clock`` and ``PUT /clock`` as two routes, ``OPTIONS /clock`` said ``Allow: GET``.
-    """
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer 405 with the path's methods (all its routes'); run the route otherwise."""
-        if self.methods and scope["method"] not in self.methods:
-            routes = getattr(scope.get("router"), "routes", ())
-            allowed = {
-                method
-                for route in routes
-                if isinstance(route, APIRoute) and route.path_format == self.path_format
-                for method in route.methods or ()
-            }
-            raise HTTPException(405, headers={"Allow": ", ".join(sorted(allowed))})
-        await super().handle(scope, receive, send)
-
-
-MALFORMED_BODY: dict[int | str, dict[str, Any]] = {
-    400: {"description": "The body is not valid JSON (or not in the declared content type)"},
-}
-TOO_LARGE: dict[int | str, dict[str, Any]] = {
-    413: {"description": "The request body is over the service's limit (refused before it is read)"},
-}
-
-
-def document_common_responses(app: FastAPI) -> None:
-    """Add to ``app``'s OpenAPI the answers any operation can give besides its own.
-
-    Every operation with a body can answer 400 (a body that does not parse) and 413 (BodyLimit);
-    an operation whose 422 is the service's own refusal can also answer FastAPI's validation
-    error, so its 422 schema admits both.
-    """
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = generate()
-        validation = {"$ref": "#/components/schemas/HTTPValidationError"}
-        validated = "HTTPValidationError" in schema.get("components", {}).get("schemas", {})
-        for path_item in schema.get("paths", {}).values():
-            for operation in path_item.values():
-                responses = operation.setdefault("responses", {})
-                if "requestBody" in operation:
-                    for status, response in {**MALFORMED_BODY, **TOO_LARGE}.items():
-                        responses.setdefault(str(status), response)
-                takes_input = "requestBody" in operation or operation.get("parameters")
-                json_422 = responses.get("422", {}).get("content", {}).get("application/json", {})
-                own = json_422.get("schema")
-                if validated and takes_input and own is not None and own != validation:
-                    json_422["schema"] = {"anyOf": [own, validation]}
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
-class ClockSetting(BaseModel):
-    """Where to move a virtual clock (never backwards)."""
-
-    now: AwareDatetime
-
-
-def create_service_app(
-    runtime: ServiceRuntime,
-    *,
-    title: str,
-    description: str = "",
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    access: Access | None = None,
-) -> FastAPI:
-    """The FastAPI app of a service: lifespan runs the runtime, ``/health`` reports readiness.
-
-    Request bodies over ``max_body_bytes`` are refused with 413 before they are read. With a
-    virtual clock, ``PUT /clock`` moves it, for operators only (``access``, default from ``AUTH_*``).
-    """
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await runtime.start()
-        try:
-            yield
-        finally:
-            await runtime.stop()
-
-    app = FastAPI(title=title, description=description, lifespan=lifespan)
-    app.router.route_class = ListsEveryMethod
-    document_common_responses(app)
-    runtime.telemetry.instrument(app)
-
-    app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
-
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
-    async def metrics() -> Response:
-        await runtime.refresh_gauges()
-        return Response(generate_latest(runtime.telemetry.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/health", tags=["operations"], summary="Readiness of Kafka, Postgres and the consumers")
-    async def health() -> JSONResponse:
-        checks = await runtime.health()
-        ready = all(checks.values())
-        return JSONResponse(
-            {"service": runtime.name, "ready": ready, "checks": checks},
-            status_code=200 if ready else 503,
-        )
-
-    @app.get("/backlog", tags=["operations"], summary="Work accepted but not finished (0 = idle)")
-    async def read_backlog() -> dict[str, int]:
-        return await runtime.backlog()
-
-    @app.get("/clock", tags=["operations"], summary="The service's current time and clock kind")
-    async def read_clock() -> dict[str, str]:
-        kind = "virtual" if isinstance(runtime.clock, VirtualClock) else "wall"
-        return {"now": runtime.clock.now().isoformat(), "clock": kind}
-
-    if isinstance(runtime.clock, VirtualClock):
-        clock = runtime.clock
-        operators = (access or Access.from_env()).requires(Role.OPERATOR)
-
-        @app.put(
-            "/clock",
-            tags=["operations"],
-            summary="Move virtual time forward (CLOCK=virtual only; operators)",
-            responses=AUTH_RESPONSES,
-            dependencies=[operators],
-        )
-        async def set_clock(body: ClockSetting) -> dict[str, str]:
-            return {"now": clock.set(body.now).isoformat(), "clock": "virtual"}
-
-    return app
-
-
-def serve(app: FastAPI, settings: ServiceSettings) -> None:
-    """Run a service's app until SIGTERM/SIGINT (graceful: in-flight work finishes)."""
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
-        format=f"%(asctime)s {settings.service} %(levelname)s %(name)s: %(message)s",
-    )
-    # aiokafka logs every rebalance at INFO; keep the service's own lines readable.
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")

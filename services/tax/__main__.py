@@ -1,6 +1,6 @@
 """``python -m services.tax``: run the tax authority."""
 
-from services.runtime.service import serve
+from services.runtime.http_app import serve
 from services.runtime.settings import ServiceSettings
 from services.tax.app import DEFAULT_PORT, create_app
 

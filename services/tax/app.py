@@ -6,7 +6,8 @@ from fastapi import FastAPI
 
 from contracts.agencies import TAX
 from services.runtime.clock import Clock
-from services.runtime.service import ServiceRuntime, create_service_app
+from services.runtime.http_app import create_service_app
+from services.runtime.service import ServiceRuntime
 from services.runtime.settings import ServiceSettings
 from services.tax import store
 from services.tax.handlers import TaxOffice

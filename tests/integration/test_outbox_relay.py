@@ -15,7 +15,7 @@ from contracts.events import StepCompleted
 from infra.stack import Stack
 from services.runtime.database import create_pool, migrate
 from services.runtime.outbox_relay import OutboxRelay
-from services.runtime.service import ensure_topics
+from services.runtime.provisioning import ensure_topics
 from services.runtime.unit_of_work import unit_of_work
 from tests.dossier_samples import eventually_equal
 from tests.kafka_probe import read_topic

@@ -36,7 +36,8 @@ from services.land_registry import app as land_registry_app
 from services.notification import app as notification_app
 from services.runtime import telemetry
 from services.runtime.clock import Clock, VirtualClock
-from services.runtime.service import ServiceRuntime, create_service_app
+from services.runtime.http_app import create_service_app
+from services.runtime.service import ServiceRuntime
 from services.runtime.settings import ServiceSettings
 from services.tax import app as tax_app
 from tests.dossier_samples import land_transfer, pay, wait_for_status
