@@ -15,7 +15,7 @@ import asyncio
 import logging
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,14 +44,14 @@ from contracts.events import (
     SupplementRequested,
 )
 from services.intake import store
-from services.intake.domain.catalog import Catalog
+from services.intake.domain.catalog import AgencyInfo, Catalog
 from services.intake.domain.dossier import Dossier, TransitionRefused
 from services.runtime import telemetry
 from services.runtime.consumer import EventRejected
 from services.runtime.loops import keep_running
 from services.runtime.service import ServiceRuntime
 from services.runtime.telemetry import continue_trace, trace_carrier
-from services.runtime.unit_of_work import UnitOfWork
+from services.runtime.unit_of_work import UnitOfWork, Work
 from services.runtime.working_days import WorkingDayCalendar
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,9 @@ class Desk:
                     telemetry.AGENCY: ONE_STOP,
                 }
             )
-            await _record(uow, dossier, events, trace_context=trace_carrier())
+            await _record(
+                uow, store.PostgresDossiers(uow.conn), dossier, events, trace_context=trace_carrier()
+            )
         return Handled(dossier)
 
     async def record_payment(
@@ -255,7 +257,7 @@ class Desk:
                 done = await self._claim(uow, idempotency_key, name, dossier_id)
                 if done is not None:
                     return done
-            await _record(uow, dossier, change(dossier, uow.now))
+            await _record(uow, store.PostgresDossiers(uow.conn), dossier, change(dossier, uow.now))
         return Handled(dossier)
 
     async def _claim(self, uow: UnitOfWork, key: str, action: str, dossier_id: str) -> Handled | None:
@@ -313,7 +315,7 @@ class Desk:
                         agencies=self.catalog.agencies,
                         letter_number=number,
                     )
-                    await _record(uow, dossier, events)
+                    await _record(uow, store.PostgresDossiers(uow.conn), dossier, events)
             self._count_deadline_events(events)
         return len(due)
 
@@ -352,18 +354,38 @@ class Desk:
         return dossier
 
     async def route_on(self, uow: UnitOfWork, event: CloudEvent) -> None:
-        """An agency finished its step: record it on the slip and hand the dossier on."""
+        """An agency's answer: :func:`record_answer` in the unit of work's transaction."""
         assert isinstance(event.data, StepCompleted)
-        dossier = await store.load(uow.conn, event.data.dossier_id, for_update=True)
-        if dossier is None:
-            raise EventRejected(f"no dossier {event.data.dossier_id}")
-        try:
-            events = dossier.on_step_completed(
-                event.data, now=uow.now, calendar=self.calendar, agencies=self.catalog.agencies
-            )
-        except TransitionRefused as exc:
-            raise EventRejected(str(exc)) from exc
-        await _record(uow, dossier, events)
+        await record_answer(
+            uow,
+            store.PostgresDossiers(uow.conn),
+            event.data,
+            calendar=self.calendar,
+            agencies=self.catalog.agencies,
+        )
+
+
+async def record_answer(
+    work: Work,
+    dossiers: store.Dossiers,
+    answer: StepCompleted,
+    *,
+    calendar: WorkingDayCalendar,
+    agencies: Mapping[str, AgencyInfo],
+) -> None:
+    """An agency finished its step: record it on the slip and hand the dossier on.
+
+    Raises EventRejected (the record is dead-lettered) for an unknown dossier or an answer the
+    dossier cannot take. Needs nothing but its ports: a unit test runs it on fakes.
+    """
+    dossier = await dossiers.load(answer.dossier_id, for_update=True)
+    if dossier is None:
+        raise EventRejected(f"no dossier {answer.dossier_id}")
+    try:
+        events = dossier.on_step_completed(answer, now=work.now, calendar=calendar, agencies=agencies)
+    except TransitionRefused as exc:
+        raise EventRejected(str(exc)) from exc
+    await _record(work, dossiers, dossier, events)
 
 
 def _describe_step(dossier: Dossier, row: int, *, now: datetime, calendar: WorkingDayCalendar) -> None:
@@ -383,16 +405,17 @@ def _describe_step(dossier: Dossier, row: int, *, now: datetime, calendar: Worki
 
 
 async def _record(
-    uow: UnitOfWork,
+    work: Work,
+    dossiers: store.Dossiers,
     dossier: Dossier,
     events: list[DossierEvent],
     *,
     trace_context: dict[str, str] | None = None,
 ) -> None:
-    """Save the dossier, and publish its events and its new state, all in this transaction."""
-    await store.save(uow.conn, dossier, trace_context=trace_context)
-    for event in [*events, dossier.progress(uow.now)]:
+    """Save the dossier, and publish its events and its new state, all in this unit of work."""
+    await dossiers.save(dossier, trace_context=trace_context)
+    for event in [*events, dossier.progress(work.now)]:
         if isinstance(event, DossierHandedOver):
-            await uow.publish(event, topic=topics.handoffs(event.to_agency))
+            await work.publish(event, topic=topics.handoffs(event.to_agency))
         else:
-            await uow.publish(event, topic=topics.desk_topic(type(event)))
+            await work.publish(event, topic=topics.desk_topic(type(event)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from contracts.events import Applicant
 from services.intake.domain.catalog import Step
@@ -108,6 +108,33 @@ MIGRATIONS = (
         """,
     ),
 )
+
+
+class Dossiers(Protocol):
+    """The desk's dossiers, as its use cases need them (a port: Postgres here, a dict in tests)."""
+
+    async def load(self, dossier_id: str, *, for_update: bool = False) -> Dossier | None:
+        """The dossier with its slip, or None; ``for_update`` locks it for this unit of work."""
+        ...
+
+    async def save(self, dossier: Dossier, *, trace_context: dict[str, str] | None = None) -> None:
+        """Insert or update the dossier and its slip."""
+        ...
+
+
+@dataclass(frozen=True)
+class PostgresDossiers:
+    """:class:`Dossiers` in the intake schema, on a unit of work's connection."""
+
+    conn: Connection
+
+    async def load(self, dossier_id: str, *, for_update: bool = False) -> Dossier | None:
+        """See :meth:`Dossiers.load`."""
+        return await load(self.conn, dossier_id, for_update=for_update)
+
+    async def save(self, dossier: Dossier, *, trace_context: dict[str, str] | None = None) -> None:
+        """See :meth:`Dossiers.save`."""
+        await save(self.conn, dossier, trace_context=trace_context)
 
 
 async def exists(conn: Connection, dossier_id: str) -> bool:

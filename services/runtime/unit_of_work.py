@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Protocol
 
 import asyncpg
 from opentelemetry import propagate
@@ -18,6 +19,20 @@ from contracts.envelope import CloudEvent
 from contracts.events import DossierEvent
 from contracts.signing import SigningKey
 from services.runtime.database import Connection
+
+
+class Work(Protocol):
+    """What a use case needs of its unit of work: the time it happens at, and a way to publish.
+
+    :class:`UnitOfWork` is the real one (a Postgres transaction with its outbox); a use case
+    typed against this port runs in a unit test with a fake, without Postgres or Kafka.
+    """
+
+    now: datetime
+
+    async def publish(self, data: DossierEvent, *, topic: str) -> CloudEvent:
+        """Publish ``data`` on ``topic`` when the work commits."""
+        ...
 
 
 class UnitOfWork:

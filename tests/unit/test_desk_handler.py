@@ -1,0 +1,75 @@
+"""The desk's routing handler on fakes: an agency's answer moves the dossier on, no Kafka, no SQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from contracts import topics
+from contracts.events import Applicant, DossierHandedOver, StepCompleted
+from services.intake.app import load_catalog
+from services.intake.domain.dossier import Dossier
+from services.intake.handlers import record_answer
+from services.runtime.consumer import EventRejected
+from services.runtime.working_days import VIETNAM_TZ, WorkingDayCalendar
+from tests.dossier_samples import land_transfer
+from tests.fakes import FakeWork, InMemoryDossiers
+
+CALENDAR = WorkingDayCalendar()
+CATALOG = load_catalog()
+MONDAY = datetime(2026, 3, 9, 8, tzinfo=VIETNAM_TZ)
+
+
+def at_the_land_registry() -> tuple[InMemoryDossiers, DossierHandedOver]:
+    filed = land_transfer(1)
+    dossier, events = Dossier.receive(
+        dossier_id="HS-FAKE-1",
+        procedure=CATALOG.get("LAND-TRANSFER"),
+        procedure_code="LAND-TRANSFER",
+        applicant=Applicant.model_validate(filed["applicant"]),
+        documents=filed["documents"],
+        details=filed["details"],
+        now=MONDAY,
+        calendar=CALENDAR,
+    )
+    (handover,) = [e for e in events if isinstance(e, DossierHandedOver)]
+    return InMemoryDossiers({dossier.id: dossier}), handover
+
+
+async def answer(dossiers: InMemoryDossiers, done: StepCompleted, now: datetime) -> FakeWork:
+    work = FakeWork(now=now)
+    await record_answer(work, dossiers, done, calendar=CALENDAR, agencies=CATALOG.agencies)
+    return work
+
+
+async def test_an_appraisal_hands_the_dossier_to_tax_and_records_the_slip() -> None:
+    dossiers, appraise = at_the_land_registry()
+    later = MONDAY + timedelta(days=1)
+    done = StepCompleted.answering(
+        appraise, outcome="done", received_at=later, completed_at=later, result={"table_value_vnd": 1}
+    )
+    work = await answer(dossiers, done, later)
+
+    assert work.types_on(topics.handoffs("tax")) == ["DossierHandedOver"]
+    assert work.types_on(topics.INTAKE_EVENTS) == ["DossierProgressed"]
+    stored = dossiers.rows["HS-FAKE-1"]
+    assert dossiers.saves == 1
+    assert [row.to_agency for row in stored.slip][-2:] == ["land_registry", "tax"]
+    assert stored.slip[-2].completed_at == later
+    assert stored.results == {"appraise": {"table_value_vnd": 1}}
+
+
+async def test_an_answer_the_dossier_cannot_take_is_rejected_and_changes_nothing() -> None:
+    dossiers, appraise = at_the_land_registry()
+    wrong_step = StepCompleted.answering(
+        appraise, outcome="done", received_at=MONDAY, completed_at=MONDAY
+    ).model_copy(update={"step_index": 5, "handoff_row": None})
+    with pytest.raises(EventRejected, match="reported step 5"):
+        await answer(dossiers, wrong_step, MONDAY)
+    unknown = StepCompleted.answering(
+        appraise, outcome="done", received_at=MONDAY, completed_at=MONDAY
+    ).model_copy(update={"dossier_id": "HS-NOBODY"})
+    with pytest.raises(EventRejected, match="no dossier HS-NOBODY"):
+        await answer(dossiers, unknown, MONDAY)
+    assert dossiers.saves == 0
