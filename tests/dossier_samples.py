@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
 
+from contracts.events import Applicant, DossierHandedOver
 from infra.stack import Stack
+from services.intake.app import load_catalog
+from services.intake.domain.dossier import Dossier
 from services.replay.replay import payment_for
+from services.runtime.working_days import WorkingDayCalendar
 
 LAND_DOCUMENTS = [
     "REGISTRATION_FORM",
@@ -79,6 +84,24 @@ def land_transfer(
             "transfer_price_vnd": price_vnd,
         },
     }
+
+
+def received_land_transfer(dossier_id: str, now: datetime) -> tuple[Dossier, DossierHandedOver]:
+    """A land transfer taken in at the desk at ``now`` (domain only), and its handoff to the registry."""
+    filed = land_transfer(1)
+    dossier, events = Dossier.receive(
+        dossier_id=dossier_id,
+        procedure=load_catalog().get("LAND-TRANSFER"),
+        procedure_code="LAND-TRANSFER",
+        applicant=Applicant.model_validate(filed["applicant"]),
+        documents=filed["documents"],
+        details=filed["details"],
+        now=now,
+        calendar=WorkingDayCalendar(),
+    )
+    handover = events[-1]
+    assert isinstance(handover, DossierHandedOver)
+    return dossier, handover
 
 
 def certified_copy(n: int = 0, *, pages: int = 3) -> dict[str, Any]:

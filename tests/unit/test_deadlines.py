@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 
 from contracts.events import (
     ApologyIssued,
-    Applicant,
     DossierEscalated,
     DossierHandedOver,
     StepCompleted,
@@ -19,7 +18,7 @@ from contracts.events import (
 from services.intake.app import load_catalog
 from services.intake.domain.dossier import Dossier, DossierStatus
 from services.runtime.working_days import WorkingDayCalendar
-from tests.dossier_samples import land_transfer
+from tests.dossier_samples import received_land_transfer
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 CALENDAR = WorkingDayCalendar()
@@ -33,20 +32,7 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
 
 
 def received() -> tuple[Dossier, DossierHandedOver]:
-    filed = land_transfer(1)
-    dossier, events = Dossier.receive(
-        dossier_id="HS-T-1",
-        procedure=CATALOG.get("LAND-TRANSFER"),
-        procedure_code="LAND-TRANSFER",
-        applicant=Applicant.model_validate(filed["applicant"]),
-        documents=filed["documents"],
-        details=filed["details"],
-        now=MONDAY,
-        calendar=CALENDAR,
-    )
-    handover = events[-1]
-    assert isinstance(handover, DossierHandedOver)
-    return dossier, handover
+    return received_land_transfer("HS-T-1", MONDAY)
 
 
 def done(handover: DossierHandedOver, when: datetime, **result: Any) -> StepCompleted:

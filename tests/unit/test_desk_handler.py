@@ -7,13 +7,12 @@ from datetime import datetime, timedelta
 import pytest
 
 from contracts import topics
-from contracts.events import Applicant, DossierHandedOver, StepCompleted
+from contracts.events import DossierHandedOver, StepCompleted
 from services.intake.app import load_catalog
-from services.intake.domain.dossier import Dossier
 from services.intake.handlers import record_answer
 from services.runtime.consumer import EventRejected
 from services.runtime.working_days import VIETNAM_TZ, WorkingDayCalendar
-from tests.dossier_samples import land_transfer
+from tests.dossier_samples import received_land_transfer
 from tests.fakes import FakeWork, InMemoryDossiers
 
 CALENDAR = WorkingDayCalendar()
@@ -22,18 +21,7 @@ MONDAY = datetime(2026, 3, 9, 8, tzinfo=VIETNAM_TZ)
 
 
 def at_the_land_registry() -> tuple[InMemoryDossiers, DossierHandedOver]:
-    filed = land_transfer(1)
-    dossier, events = Dossier.receive(
-        dossier_id="HS-FAKE-1",
-        procedure=CATALOG.get("LAND-TRANSFER"),
-        procedure_code="LAND-TRANSFER",
-        applicant=Applicant.model_validate(filed["applicant"]),
-        documents=filed["documents"],
-        details=filed["details"],
-        now=MONDAY,
-        calendar=CALENDAR,
-    )
-    (handover,) = [e for e in events if isinstance(e, DossierHandedOver)]
+    dossier, handover = received_land_transfer("HS-FAKE-1", MONDAY)
     return InMemoryDossiers({dossier.id: dossier}), handover
 
 
