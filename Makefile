@@ -18,15 +18,17 @@ include infra/bench.mk
 test: setup kafka-jars browser lint contracts-check ## Lint, contracts, then every test (real Kafka and Postgres)
 	$(PY) -m pytest
 
-contracts-check: setup ## Models vs committed schemas (drift, compatibility), AsyncAPI and catalog up to date
+contracts-check: setup ## Models vs committed schemas (drift, compatibility), AsyncAPI, catalog, compose up to date
 	$(PY) -m contracts.registry check
 	$(PY) -m services.specification --check
+	$(PY) -m infra.compose_gen --check
 
 contracts-register: setup ## Record changed event models as new schema revisions (refused if incompatible)
 	$(PY) -m contracts.registry register
 
-docs: setup ## Regenerate contracts/asyncapi.yaml and contracts/EVENTS.md from the services
+docs: setup ## Regenerate contracts/asyncapi.yaml, contracts/EVENTS.md and docker-compose.yml's services
 	$(PY) -m services.specification
+	$(PY) -m infra.compose_gen
 
 lint: setup ## ruff and mypy --strict
 	$(VENV)/bin/ruff check .

@@ -30,12 +30,16 @@ from contracts import topics
 from infra.kafka.acls import ProvisioningError, agency_grants, apply, desk_grants_for
 from infra.kafka.node import ADMIN_PRINCIPAL
 from infra.trust import TrustStore, write_private
+from services import manifest
 
 AGENCY_NAME = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 """As ``contracts.agencies.Agency``: it becomes a topic name, a principal and a CloudEvents source."""
 
 RESERVED = frozenset(
-    {"admin", "controller", "operator", "intake", "notification", "console", "one_stop", "citizen"}
+    {"admin", "controller", "operator", "one_stop", "citizen"}
+    # The services that are no agency answering handoffs (an agency with software of its own may
+    # replace one of ours, as it always could).
+    | {m.name for m in manifest.manifests() if not m.answers_handoffs}
 )
 """Names of the deployment's own principals and roles: an agency may not take them."""
 

@@ -15,7 +15,7 @@ as root, on the ``trust`` volume). It does what ``make run`` does before it star
   storage with the admin's SCRAM credentials on first start (KRaft reads them from the metadata
   log, so they must be there before the broker can authenticate anyone) and refuses storage
   formatted for another admin password; ``admin.properties`` for the healthcheck;
-- ``services/<name>/``, readable by that service's container user alone (:data:`SERVICE_UIDS`):
+- ``services/<name>/``, readable by that service's container user alone (:func:`service_uids`):
   ``kafka-password`` and, for a service that publishes, ``signing-key.jwk.json`` (a copy of its
   agency's active key, so a rotated key is picked up by the next ``docker compose up``);
   ``services/operator/operator.env`` for the operators' tools.
@@ -42,6 +42,7 @@ from infra.kafka.node import ADMIN_PRINCIPAL, SASL_MECHANISM
 from infra.stack import service_agencies
 from infra.tokens import LocalIssuer
 from infra.trust import TrustStore, write_private
+from services import manifest
 
 BOOTSTRAP_SERVERS = "kafka:9092"
 """Where containers reach the broker (the ``BROKER`` listener)."""
@@ -54,18 +55,22 @@ KAFKA_UID = 1000
 """``appuser`` of the apache/kafka image; docker-compose.yml runs the broker as this user."""
 TRUST_UID = 10000
 """Owner of the trust store itself: the ``provision`` service runs as this user."""
-SERVICE_UIDS: dict[str, int] = {
-    "intake": 10001,
-    "land_registry": 10002,
-    "tax": 10003,
-    "notification": 10004,
-    "console": 10005,
-    "operator": 10009,
-}
-"""The container user of each service (``user:`` in docker-compose.yml): one user per principal,
-so no service can read another's password or signing key on the shared volume."""
-
 OPERATOR = "operator"
+OPERATOR_UID = 10009
+"""The operators' tools' user (``services/operator/operator.env``)."""
+
+
+def service_uids() -> dict[str, int]:
+    """The container user of each service (``user:`` in docker-compose.yml) and the operator's.
+
+    The services' come from their manifests. One user per principal, so no service can read
+    another's password or signing key on the shared volume.
+    """
+    return {**{m.name: m.uid for m in manifest.manifests()}, OPERATOR: OPERATOR_UID}
+
+
+SERVICE_UIDS: dict[str, int] = service_uids()
+""":func:`service_uids` when this module was imported."""
 PASSWORD_FILE = "kafka-password"
 SIGNING_KEY_FILE = "signing-key.jwk.json"
 TOKENS_JWKS = Path("tokens") / "jwks.json"
@@ -211,7 +216,7 @@ exec "$KAFKA_HOME/bin/kafka-server-start.sh" "$CONFIG"
         write_private(self.kafka_dir / "start.sh", self.start_script(), mode=0o700)
         admin = store.kafka_access(BOOTSTRAP_SERVERS, ADMIN_PRINCIPAL)
         write_private(self.kafka_dir / "admin.properties", admin.java_properties())
-        for name in SERVICE_UIDS:
+        for name in service_uids():
             write_private(self.password_file(name), store.kafka_password(name) + "\n")
         for name, agency in service_agencies().items():
             key = store.signing_key_path(agency).read_text(encoding="utf-8")
@@ -241,7 +246,7 @@ exec "$KAFKA_HOME/bin/kafka-server-start.sh" "$CONFIG"
         if parts[:1] == ("kafka",):
             return KAFKA_UID
         if parts[:1] == ("services",) and len(parts) > 1:
-            return SERVICE_UIDS[parts[1]]
+            return service_uids()[parts[1]]
         return TRUST_UID
 
     def set_owners(self) -> None:

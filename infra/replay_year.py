@@ -23,11 +23,11 @@ from infra.stack import REPO, Stack, interrupt_on_signals
 from infra.trust import TrustStore
 from services.intake.app import load_catalog
 from services.replay.recording import RecordingHeader, signed_as_published, write_recording
-from services.replay.replay import REPLAY_ROLES, Target, replay
+from services.replay.replay import REPLAY_ROLES, Target, default_services, replay
 from services.replay.report import expected, measured, render
 from services.replay.year import generate
 
-REPLAYED = ("intake", "notification", "console")
+REPLAYED = default_services()
 
 
 async def run(scale: float, run_dir: Path, *, progress: bool = True) -> int:

@@ -33,18 +33,17 @@ from infra.mailbox import MailboxProcess
 from infra.postgres import EmbeddedPostgres, database_url_or_embedded
 from infra.tokens import LocalIssuer
 from infra.trust import TrustStore, write_private
+from services import manifest
 from services.runtime.access import Access
 from services.runtime.kafka_access import KafkaAccess, KafkaAccessError
 from services.runtime.settings import ServiceSettings
 
-SERVICES: dict[str, int] = {
-    "intake": 8000,
-    "land_registry": 8001,
-    "tax": 8002,
-    "notification": 8003,
-    "console": 8080,
-}
-"""Every service and its default port (``<SERVICE>_PORT`` overrides it)."""
+SERVICES: dict[str, int] = manifest.default_ports()
+"""Every service and its default port (``<SERVICE>_PORT`` overrides it), from the services' manifests.
+
+Kept for callers that want a constant; the stack itself asks :func:`services.manifest.default_ports`
+when it is made, so a service package added at run time (a test's throwaway agency) is seen too.
+"""
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -82,12 +81,12 @@ class ServiceProcess:
 
 @dataclass
 class Stack:
-    """Kafka + Postgres + the mailbox + the four services, started in order and stopped in reverse."""
+    """Kafka + Postgres + the mailbox + every service, started in order and stopped in reverse."""
 
     run_dir: Path
     kafka_port: int = 9092
     controller_port: int = 9093
-    ports: dict[str, int] = field(default_factory=lambda: dict(SERVICES))
+    ports: dict[str, int] = field(default_factory=manifest.default_ports)
     extra_env: dict[str, str] = field(default_factory=dict)
     mail_port: int = 0
     """SMTP port of the development mailbox; 0 picks a free port at start."""
@@ -424,7 +423,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["run"])
     parser.add_argument("--run-dir", type=Path, default=REPO / ".run")
     args = parser.parse_args(argv)
-    ports = {name: int(os.environ.get(f"{name.upper()}_PORT", port)) for name, port in SERVICES.items()}
+    ports = {
+        name: int(os.environ.get(f"{name.upper()}_PORT", port))
+        for name, port in manifest.default_ports().items()
+    }
     # One console token per run unless the operator chose one; printed below, never stored.
     token = os.environ.get("CONSOLE_TOKEN") or secrets.token_urlsafe(24)
     stack = Stack(

@@ -1,7 +1,7 @@
 """The published description of the system, generated from the services' own wiring.
 
 ``python -m services.specification`` writes ``contracts/asyncapi.yaml`` (AsyncAPI 3.0, from
-the four FastStream brokers with their subscribers and declared publishers) and
+the services' FastStream brokers with their subscribers and declared publishers) and
 ``contracts/EVENTS.md`` (a human-readable catalog: every event with its producer, consumers,
 topic, fields and an example). ``--check`` regenerates both in memory and fails if the
 committed files differ, so the documents cannot drift from the code.
@@ -23,6 +23,7 @@ from contracts.events import EVENT_TYPES
 from contracts.examples import EXAMPLES
 from contracts.registry import schema_of
 from infra.kafka.acls import service_runtimes
+from services import manifest
 from services.runtime.service import ServiceRuntime
 
 CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"
@@ -34,9 +35,10 @@ VERSION = "1.0.0"
 def runtimes() -> list[ServiceRuntime]:
     """The runtimes of the services in the AsyncAPI document, wired but not started.
 
-    The console is left out: it publishes nothing and reads only what the desk publishes.
+    Every service whose manifest says ``documented`` (the console is not: it publishes nothing
+    and reads only what the desk publishes).
     """
-    return service_runtimes(names=("intake", "land_registry", "tax", "notification"))
+    return service_runtimes(names=[m.name for m in manifest.manifests() if m.documented])
 
 
 def asyncapi_yaml(services: list[ServiceRuntime]) -> str:

@@ -30,11 +30,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from infra.bench.common import percentile, say
+from services import manifest
 from services.replay.replay import payment_for
 from services.runtime.kafka_access import KafkaAccess
 
-SERVICE_SCHEMAS = ("intake", "land_registry", "tax", "notification", "console")
-"""Every schema that may have an outbox and an inbox."""
+SERVICE_SCHEMAS = manifest.names()
+"""Every schema that may have an outbox and an inbox: one per service (its manifest)."""
 
 POLL_SECONDS = 0.05
 DOSSIER_TIMEOUT_SECONDS = 300.0

@@ -16,10 +16,10 @@ from infra.bench.common import say
 from infra.fresh import fresh_system, target_of
 from infra.stack import Stack
 from services.replay.recording import RecordingHeader, signed_as_published, write_recording
-from services.replay.replay import replay
+from services.replay.replay import default_services, replay
 from services.replay.year import generate
 
-REPLAYED = ("intake", "notification", "console")
+REPLAYED = default_services()
 
 
 @dataclass(frozen=True)

@@ -50,12 +50,10 @@ from confluent_kafka.admin import (
 )
 
 from contracts import topics
+from services import manifest
 from services.runtime.kafka_access import KafkaAccess
 from services.runtime.service import ServiceRuntime
 from services.runtime.settings import ServiceSettings
-
-SERVICE_NAMES = ("intake", "land_registry", "tax", "notification", "console")
-"""The services of this repository; each is also a Kafka principal of the same name."""
 
 OPERATOR = "operator"
 """Operators' tools: record, replay, dead-letter list and re-drive."""
@@ -104,11 +102,15 @@ def declaration_settings(service: str, topic_prefix: str = "") -> ServiceSetting
     )
 
 
-def service_runtimes(topic_prefix: str = "", names: Sequence[str] = SERVICE_NAMES) -> list[ServiceRuntime]:
-    """Every service's runtime, wired but not started: the declarations the grants come from."""
+def service_runtimes(topic_prefix: str = "", names: Sequence[str] | None = None) -> list[ServiceRuntime]:
+    """Every service's runtime (or those ``names``), wired but not started: what the grants come from.
+
+    The services are those whose packages declare a manifest (:mod:`services.manifest`); each is
+    also a Kafka principal of the same name.
+    """
     runtimes = []
-    for name in names:
-        built: Any = importlib.import_module(f"services.{name}.app").build_runtime(
+    for name in manifest.names() if names is None else names:
+        built: Any = importlib.import_module(manifest.by_name()[name].app_module).build_runtime(
             declaration_settings(name, topic_prefix)
         )
         # Intake's build_runtime also returns its desk.

@@ -18,3 +18,20 @@ alone, because in docker-compose the services reach it over the network. ``/heal
 Settings: ``CONSOLE_PORT`` (8080), ``CONSOLE_HOST`` (127.0.0.1), ``CONSOLE_TOKEN``, and the
 usual ``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL``.
 """
+
+from services.manifest import ServiceManifest
+
+MANIFEST = ServiceManifest(
+    name="console",
+    default_port=8080,
+    uid=10005,
+    # It only reads what the desk publishes: nothing of its own for the AsyncAPI document.
+    documented=False,
+    published_port=True,
+    checks_tokens=True,
+    # Sign in with this token; set your own (no default token ships with the repo).
+    compose_env={
+        "CONSOLE_TOKEN": "${CONSOLE_TOKEN:?set CONSOLE_TOKEN (16+ characters) to sign in to the console}"
+    },
+)
+"""This service, as the stack, the ACLs, the specification and docker-compose see it."""

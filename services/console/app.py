@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+import services.console
 from services.console import auth
 from services.console.api import api_router, otlp_router
 from services.console.auth import ConsoleAccess
@@ -27,7 +28,7 @@ from services.runtime.telemetry import Telemetry
 log = logging.getLogger(__name__)
 
 SERVICE = "console"
-DEFAULT_PORT = 8080
+DEFAULT_PORT = services.console.MANIFEST.default_port
 
 
 class ConsoleTelemetry(Telemetry):

@@ -50,6 +50,7 @@ def templates() -> Jinja2Templates:
         level=labels.level,
         action=labels.action,
         lateness=labels.lateness,
+        outcome=labels.outcome,
         local=_local,
         days=_days,
         percent=_percent,
@@ -62,6 +63,8 @@ def pages_router(queries: ConsoleQueries, access: ConsoleAccess) -> APIRouter:
     """Sign-in, dossier list and page, on-time charts, overdue steps, apology letters."""
     router = APIRouter(include_in_schema=False)
     pages = templates()
+    # The catalog's names, read now: the console starts with them or not at all.
+    names = labels.catalog_names()
 
     def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         return pages.TemplateResponse(request, name, context, status_code=status_code)
@@ -132,7 +135,7 @@ def pages_router(queries: ConsoleQueries, access: ConsoleAccess) -> APIRouter:
                 "promised": to_json(found["first_promised_at"]),
                 "appointment": to_json(found["appointment_at"]),
                 "spans": to_json(spans),
-                "labels": {"agencies": labels.AGENCIES, "actions": labels.ACTIONS},
+                "labels": {"agencies": names.agencies, "actions": names.actions},
             },
         )
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 from fastapi import FastAPI
 
+import services.intake
 from contracts.agencies import ONE_STOP
 from services.intake import store
 from services.intake.api import build_router
@@ -19,7 +20,7 @@ from services.runtime.service import ServiceRuntime
 from services.runtime.settings import ServiceSettings
 from services.runtime.working_days import WorkingDayCalendar
 
-DEFAULT_PORT = 8000
+DEFAULT_PORT = services.intake.MANIFEST.default_port
 CATALOG_FILE = Path(__file__).parent / "catalog" / "procedures.yaml"
 
 

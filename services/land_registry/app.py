@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+import services.land_registry
 from contracts.agencies import LAND_REGISTRY
 from services.land_registry import store
 from services.land_registry.domain.registry import LandPriceTable
@@ -13,7 +14,7 @@ from services.runtime.http_app import create_service_app
 from services.runtime.service import ServiceRuntime
 from services.runtime.settings import ServiceSettings
 
-DEFAULT_PORT = 8001
+DEFAULT_PORT = services.land_registry.MANIFEST.default_port
 
 
 def build_runtime(settings: ServiceSettings, *, clock: Clock | None = None) -> ServiceRuntime:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Response
 
+import services.notification
 from contracts.agencies import NOTIFICATION
 from services.notification import store
 from services.notification.delivery import DeliveryWorker
@@ -21,7 +22,7 @@ from services.runtime.service import ServiceRuntime
 from services.runtime.settings import ServiceSettings
 from services.runtime.working_days import VIETNAM_TZ
 
-DEFAULT_PORT = 8003
+DEFAULT_PORT = services.notification.MANIFEST.default_port
 
 
 def build_runtime(

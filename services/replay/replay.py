@@ -56,14 +56,20 @@ from contracts.events import (
     SupplementRequested,
 )
 from contracts.upcasting import upcast
+from services import manifest
 from services.replay.recording import RecordedRecord, read_header, read_records
 from services.runtime.kafka_access import KafkaAccess, KafkaAccessError
 
-SERVICE_AGENCIES: dict[str, str] = {"intake": ONE_STOP, "land_registry": "land_registry", "tax": "tax"}
-"""The agency each topic-owning service writes as (``contracts.topics.owner``)."""
 
-DEFAULT_SERVICES = ("intake", "notification", "console")
-"""Replayed by default: the desk and what reacts to it; the agencies' answers are the world."""
+def service_agencies() -> dict[str, str]:
+    """The agency each topic-owning service writes as (``contracts.topics.owner``), from the manifests."""
+    return {m.name: m.agency for m in manifest.manifests() if m.agency is not None}
+
+
+def default_services() -> tuple[str, ...]:
+    """Replayed by default: the desk and what reacts to it; the agencies' answers are the world."""
+    return tuple(m.name for m in manifest.manifests() if not m.answers_handoffs)
+
 
 Kind = Literal["publish", "submit", "pay", "request_supplement", "supplement"]
 
@@ -135,7 +141,8 @@ def event_time(record: RecordedRecord) -> datetime:
 
 def plan(records: Iterable[RecordedRecord], *, replayed: Sequence[str]) -> Plan:
     """Sort a recording's records into the replay's inputs, in the order to perform them."""
-    own = {SERVICE_AGENCIES[s] for s in replayed if s in SERVICE_AGENCIES}
+    agencies = service_agencies()
+    own = {agencies[s] for s in replayed if s in agencies}
     numbered: list[tuple[datetime, int, int, Input]] = []
     result = Plan(inputs=[])
     for index, record in enumerate(records):
@@ -458,13 +465,10 @@ def _services(values: list[str]) -> dict[str, str]:
     for value in values:
         name, _, url = value.partition("=")
         if not url:
-            port = os.environ.get(f"{name.upper()}_PORT", str(_DEFAULT_PORTS.get(name, 0)))
+            port = os.environ.get(f"{name.upper()}_PORT", str(manifest.default_ports().get(name, 0)))
             url = f"http://127.0.0.1:{port}"
         services[name] = url.rstrip("/")
     return services
-
-
-_DEFAULT_PORTS = {"intake": 8000, "land_registry": 8001, "tax": 8002, "notification": 8003, "console": 8080}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -508,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{exc} (the operator's: README, Security)")
     target = Target(
         kafka=kafka,
-        services=_services(args.service or list(DEFAULT_SERVICES)),
+        services=_services(args.service or list(default_services())),
         topic_prefix=args.topic_prefix,
         token=args.token,
     )

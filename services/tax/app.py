@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+import services.tax
 from contracts.agencies import TAX
 from services.runtime.clock import Clock
 from services.runtime.http_app import create_service_app
@@ -12,7 +13,7 @@ from services.runtime.settings import ServiceSettings
 from services.tax import store
 from services.tax.handlers import TaxOffice
 
-DEFAULT_PORT = 8002
+DEFAULT_PORT = services.tax.MANIFEST.default_port
 
 
 def build_runtime(settings: ServiceSettings, *, clock: Clock | None = None) -> ServiceRuntime:

@@ -198,8 +198,14 @@ def test_a_new_agency_is_a_catalog_change_only() -> None:
     agencies = data["agencies"] | {
         "construction": {"name": "Phòng Quản lý đô thị", "head_title": "Trưởng phòng"}
     }
-    catalog = Catalog.from_mapping({"agencies": agencies, "procedures": [*data["procedures"], construction]})
+    actions = data["actions"] | {"review_design": "Thẩm định hồ sơ thiết kế"}
+    catalog = Catalog.from_mapping(
+        data | {"agencies": agencies, "actions": actions, "procedures": [*data["procedures"], construction]}
+    )
     assert "construction" in catalog.consumers()
+    assert catalog.agencies["construction"].display_name == "Phòng Quản lý đô thị"
+    with pytest.raises(CatalogError, match=r"actions \['review_design'\] are routed but not named"):
+        Catalog.from_mapping(data | {"agencies": agencies, "procedures": [*data["procedures"], construction]})
     filed = {
         "procedure_code": "BUILDING-PERMIT",
         "applicant": applicant(6),

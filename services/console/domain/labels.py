@@ -1,12 +1,24 @@
 """Vietnamese labels for the codes the events carry; an unknown code is shown as it is.
 
-Agencies are open-ended (a new one plugs in through the catalog), so a missing label is
-normal, not an error: the page shows the machine name until one is added here.
+The names of agencies, actions and outcomes come from the procedure catalog
+(``services/intake/catalog/procedures.yaml``), the one place a new agency is described: the
+console copies none of them. It reads the catalog file once, when its pages are built at start
+(a broken catalog stops the console there, not on the first page). The console's own codes
+(statuses, levels, lateness) are named here.
+
+A code the catalog does not name (an event older than the catalog entry, or the citizen) is
+shown as it is: normal, not an error.
 """
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
+
+from contracts.agencies import CITIZEN
+from services.intake.domain.catalog import CATALOG_FILE, Catalog
 
 STATUSES: Final = {
     "received": "Đã tiếp nhận",
@@ -19,24 +31,10 @@ STATUSES: Final = {
     "withdrawn": "Đã rút",
 }
 
-AGENCIES: Final = {
-    "one_stop": "Bộ phận Một cửa",
-    "land_registry": "Văn phòng Đăng ký đất đai",
-    "tax": "Chi cục Thuế",
-    "citizen": "Công dân",
-}
+PARTIES: Final = {CITIZEN: "Công dân"}
+"""Who takes part in a route without being an agency of the catalog."""
 
 LEVELS: Final = {"city": "Cấp thành phố", "ward": "Cấp phường, xã"}
-
-ACTIONS: Final = {
-    "receive": "Tiếp nhận hồ sơ",
-    "appraise": "Thẩm định hồ sơ",
-    "assess": "Xác định nghĩa vụ tài chính",
-    "pay": "Nộp nghĩa vụ tài chính",
-    "receive_payment_proof": "Nhận chứng từ nộp tiền",
-    "issue_certificate": "Cấp Giấy chứng nhận",
-    "return_result": "Trả kết quả",
-}
 
 LATENESS: Final = {
     "on_time": "Đúng hạn",
@@ -46,14 +44,37 @@ LATENESS: Final = {
 }
 
 
+@dataclass(frozen=True)
+class CatalogNames:
+    """The display names the catalog gives agencies, actions and step outcomes."""
+
+    agencies: dict[str, str]
+    actions: dict[str, str]
+    outcomes: dict[str, str]
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> CatalogNames:
+        """The names in ``catalog`` (agencies by their short name), with the non-agency parties."""
+        agencies = {code: info.display_name for code, info in catalog.agencies.items()}
+        return cls(
+            agencies=PARTIES | agencies, actions=dict(catalog.actions), outcomes=dict(catalog.outcomes)
+        )
+
+
+@functools.cache
+def catalog_names(path: Path = CATALOG_FILE) -> CatalogNames:
+    """The catalog's display names, read once per process (at start: :func:`pages_router` asks)."""
+    return CatalogNames.of(Catalog.load(path))
+
+
 def status(code: str) -> str:
     """A dossier status as one-stop portals print it."""
     return STATUSES.get(code, code)
 
 
 def agency(code: str) -> str:
-    """An agency's short name."""
-    return AGENCIES.get(code, code)
+    """An agency's short name, from the catalog."""
+    return catalog_names().agencies.get(code, code)
 
 
 def level(code: str) -> str:
@@ -62,10 +83,15 @@ def level(code: str) -> str:
 
 
 def action(code: str) -> str:
-    """A step of a route."""
-    return ACTIONS.get(code, code)
+    """A step of a route, from the catalog."""
+    return catalog_names().actions.get(code, code)
 
 
 def lateness(code: str) -> str:
     """On time, late, overdue, in time."""
     return LATENESS.get(code, code)
+
+
+def outcome(code: str) -> str:
+    """What an agency answered for a step (done, needs a supplement, rejected), from the catalog."""
+    return catalog_names().outcomes.get(code, code)

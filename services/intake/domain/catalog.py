@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -22,6 +24,10 @@ DESK_ACTIONS = frozenset(
     }
 )
 """What the one-stop desk does itself, at once, when a route reaches it."""
+
+
+CATALOG_FILE = Path(__file__).resolve().parent.parent / "catalog" / "procedures.yaml"
+"""The published catalog: intake routes by it, the console names agencies, actions and outcomes by it."""
 
 
 class CatalogError(ValueError):
@@ -123,16 +129,27 @@ class Procedure(_Strict):
 
 
 class AgencyInfo(_Strict):
-    """How an agency is named on letters, and who signs for it."""
+    """How an agency is named on letters and on screens, and who signs for it."""
 
     name: str
     head_title: str
+    short_name: str = ""
+    """The name screens show where the letters' full name would not fit (the console)."""
+
+    @property
+    def display_name(self) -> str:
+        """What screens show: the short name, or the full one when there is none."""
+        return self.short_name or self.name
 
 
 class Catalog(_Strict):
     """All procedures, by code, and the agencies they route to."""
 
     agencies: dict[str, AgencyInfo]
+    actions: dict[str, str] = Field(default_factory=dict)
+    """Each action's Vietnamese name, as screens show it."""
+    outcomes: dict[str, str] = Field(default_factory=dict)
+    """Each step outcome's Vietnamese name (``dossier.step_completed.v1``), as screens show it."""
     procedures: tuple[Procedure, ...]
 
     @model_validator(mode="after")
@@ -140,6 +157,10 @@ class Catalog(_Strict):
         unnamed = self.agencies_routed() - set(self.agencies)
         if unnamed:
             raise ValueError(f"agencies {sorted(unnamed)} are routed to but not listed under `agencies`")
+        # Every action a route names has a display name, so no screen shows a machine code.
+        unnamed = {s.action for p in self.procedures for s in p.steps} - set(self.actions)
+        if unnamed:
+            raise ValueError(f"actions {sorted(unnamed)} are routed but not named under `actions`")
         return self
 
     @classmethod
@@ -149,6 +170,11 @@ class Catalog(_Strict):
             return cls.model_validate(data)
         except ValueError as exc:
             raise CatalogError(f"procedure catalog is invalid: {exc}") from exc
+
+    @classmethod
+    def load(cls, path: Path = CATALOG_FILE) -> Catalog:
+        """Read and check a catalog file (the published one by default)."""
+        return cls.from_mapping(yaml.safe_load(path.read_text(encoding="utf-8")))
 
     def get(self, code: str) -> Procedure | None:
         """The procedure with ``code``, if published."""
