@@ -91,6 +91,12 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such task"}}
 
 
+def _officer(request: Request) -> str:
+    # Set by the access check the route depends on, which runs before the handler.
+    principal: Principal = request.state.principal
+    return principal.subject
+
+
 def build_router(queue: WorkQueue, access: Access, calendar: WorkingDayCalendar) -> APIRouter:
     """Routes ``/tasks`` and ``/officer``."""
     router = APIRouter(tags=["work queue"])
@@ -127,9 +133,13 @@ def build_router(queue: WorkQueue, access: Access, calendar: WorkingDayCalendar)
             proposed=proposed,
         )
 
-    @router.get("/tasks", summary="The work queue (officers, operators)", responses=AUTH_RESPONSES)
+    @router.get(
+        "/tasks",
+        summary="The work queue (officers, operators)",
+        responses=AUTH_RESPONSES,
+        dependencies=[readers],
+    )
     async def list_tasks(
-        principal: Annotated[Principal, readers],
         status_: Annotated[Literal["open", "claimed", "done"] | None, Query(alias="status")] = None,
         assignee: Annotated[str | None, Query(max_length=200)] = None,
         due_before: Annotated[AwareDatetime | None, Query()] = None,
@@ -150,8 +160,9 @@ def build_router(queue: WorkQueue, access: Access, calendar: WorkingDayCalendar)
         "/tasks/{task_id}",
         summary="One task, with the rule's proposal",
         responses={**AUTH_RESPONSES, **NOT_FOUND},
+        dependencies=[readers],
     )
-    async def read_task(task_id: TaskId, principal: Annotated[Principal, readers]) -> TaskView:
+    async def read_task(task_id: TaskId) -> TaskView:
         async with queue.runtime.pool.acquire() as conn:
             task = await store.task(conn, task_id)
         if task is None:
@@ -162,10 +173,11 @@ def build_router(queue: WorkQueue, access: Access, calendar: WorkingDayCalendar)
         "/tasks/{task_id}/claim",
         summary="Take a task (officers)",
         responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT},
+        dependencies=[officers],
     )
-    async def claim(task_id: TaskId, principal: Annotated[Principal, officers]) -> TaskView:
+    async def claim(task_id: TaskId, request: Request) -> TaskView:
         try:
-            return view(await queue.claim(task_id, principal.subject))
+            return view(await queue.claim(task_id, _officer(request)))
         except TaskNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
         except TaskConflict as exc:
@@ -175,10 +187,11 @@ def build_router(queue: WorkQueue, access: Access, calendar: WorkingDayCalendar)
         "/tasks/{task_id}/release",
         summary="Hand a task back to the queue (officers)",
         responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT},
+        dependencies=[officers],
     )
-    async def release(task_id: TaskId, principal: Annotated[Principal, officers]) -> TaskView:
+    async def release(task_id: TaskId, request: Request) -> TaskView:
         try:
-            return view(await queue.release(task_id, principal.subject))
+            return view(await queue.release(task_id, _officer(request)))
         except TaskNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
         except TaskConflict as exc:
@@ -190,12 +203,13 @@ def build_router(queue: WorkQueue, access: Access, calendar: WorkingDayCalendar)
         description="A retry with the same `Idempotency-Key` answers the first completion again "
         "(header `Idempotent-Replayed: true`); any other second completion is 409.",
         responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT},
+        dependencies=[officers],
     )
     async def complete(
         task_id: TaskId,
         body: Completion,
         response: Response,
-        principal: Annotated[Principal, officers],
+        request: Request,
         idempotency_key: Annotated[
             str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[!-~]+$")
         ] = None,
@@ -203,7 +217,7 @@ def build_router(queue: WorkQueue, access: Access, calendar: WorkingDayCalendar)
         decision = Decision(outcome=body.outcome, note=body.note, result=body.result)
         try:
             task, replayed = await queue.complete(
-                task_id, principal.subject, decision, idempotency_key=idempotency_key
+                task_id, _officer(request), decision, idempotency_key=idempotency_key
             )
         except TaskNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
