@@ -5,7 +5,6 @@ Officers (``agency_officer``) list, claim, complete and hand back tasks; operato
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
-from pydantic import AwareDatetime, BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from services.land_registry import store
 from services.land_registry.domain.queue import Colour, time_left
@@ -24,6 +23,9 @@ from services.runtime.working_days import WorkingDayCalendar
 
 PAGE = Path(__file__).parent / "officer.html"
 MAX_TASK_ID = 2**63 - 1
+ISO_MOMENT = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
 TaskId = Annotated[int, PathParam(ge=1, le=MAX_TASK_ID, description="The task's number")]
 
 
@@ -65,10 +67,14 @@ class TaskList(BaseModel):
     tasks: list[TaskView]
 
 
-def _no_nul(value: Any) -> Any:
-    # Postgres text and jsonb cannot hold U+0000: refuse it as bad input rather than fail later.
-    if "\\u0000" in json.dumps(value) or "\x00" in json.dumps(value):
-        raise ValueError("must not contain the NUL character")
+def _without_nul(value: Any) -> Any:
+    # Postgres text and jsonb cannot hold U+0000, which JSON allows: drop it rather than fail.
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
     return value
 
 
@@ -82,7 +88,7 @@ class Completion(BaseModel):
         description="Values that override the rule's result (e.g. an appraisal's table_value_vnd)",
     )
 
-    _checked = field_validator("note", "result")(_no_nul)
+    _checked = field_validator("note", "result")(_without_nul)
 
 
 CONFLICT: dict[int | str, dict[str, Any]] = {
@@ -142,8 +148,20 @@ def build_router(queue: WorkQueue, access: Access, calendar: WorkingDayCalendar)
     async def list_tasks(
         status_: Annotated[Literal["open", "claimed", "done"] | None, Query(alias="status")] = None,
         assignee: Annotated[str | None, Query(max_length=200)] = None,
-        due_before: Annotated[AwareDatetime | None, Query()] = None,
+        due_before: Annotated[
+            str | None,
+            Query(
+                pattern=ISO_MOMENT,
+                description="Only tasks due before this moment (ISO 8601 with its offset)",
+                examples=["2026-03-12T17:00:00+07:00"],
+            ),
+        ] = None,
     ) -> TaskList:
+        try:
+            before = datetime.fromisoformat(due_before) if due_before else None
+        except ValueError:
+            # The pattern admits a 30 February; no task is due before a day that never comes.
+            return TaskList(tasks=[])
         async with queue.runtime.pool.acquire() as conn:
             found = await store.tasks(conn, status=status_)
         # Filtered here, not in SQL: the queue is short, and odd input cannot upset the database.
@@ -151,8 +169,7 @@ def build_router(queue: WorkQueue, access: Access, calendar: WorkingDayCalendar)
             tasks=[
                 view(t)
                 for t in found
-                if (assignee is None or t.assignee == assignee)
-                and (due_before is None or t.due_at < due_before)
+                if (assignee is None or t.assignee == assignee) and (before is None or t.due_at < before)
             ]
         )
 
