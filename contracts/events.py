@@ -143,6 +143,10 @@ class DossierHandedOver(DossierEvent):
     handoff_row: int | None = Field(
         default=None, ge=0, description="Row of the process-control slip; answers quote it back."
     )
+    mode: Literal["manual", "automatic"] = Field(
+        default="automatic",
+        description="Who decides the step, as the catalog says: an officer (manual) or the agency's rule.",
+    )
 
 
 class StepCompleted(DossierEvent):

@@ -42,8 +42,12 @@ async def fresh_system(
     start: str,
     name: str | None = None,
     log_level: str = "INFO",
+    extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
-    """Start ``services`` on virtual time from ``start`` as a new, empty system; stop them after."""
+    """Start ``services`` on virtual time from ``start`` as a new, empty system; stop them after.
+
+    Its agencies answer at once (``AGENCY_DECISIONS=automatic``) unless ``extra_env`` says otherwise.
+    """
     name = name or f"sys{uuid.uuid4().hex[:8]}"
     system = Stack(
         run_dir=stack.run_dir / name,
@@ -53,6 +57,8 @@ async def fresh_system(
             "CLOCK": "virtual",
             "VIRTUAL_CLOCK_START": start,
             "KAFKA_TOPIC_PREFIX": f"{name}.",
+            "AGENCY_DECISIONS": "automatic",
+            **(extra_env or {}),
         },
         bootstrap_servers=stack.bootstrap_servers,
         database_url=await create_database(stack.database_url, name),

@@ -57,7 +57,12 @@ async def run(scale: float, run_dir: Path, *, progress: bool = True) -> int:
         kafka_port=free_port(),
         controller_port=free_port(),
         ports={name: free_port() for name in REPLAYED},
-        extra_env={"CLOCK": "virtual", "VIRTUAL_CLOCK_START": start, "LOG_LEVEL": "WARNING"},
+        extra_env={
+            "CLOCK": "virtual",
+            "VIRTUAL_CLOCK_START": start,
+            "LOG_LEVEL": "WARNING",
+            "AGENCY_DECISIONS": "automatic",
+        },
         trust=trust,
     )
     try:

@@ -433,7 +433,12 @@ def main(argv: list[str] | None = None) -> int:
         run_dir=args.run_dir,
         ports=ports,
         mail_port=int(os.environ.get("SMTP_PORT", 8025)),
-        extra_env={"CONSOLE_TOKEN": token, **_traces_to_console(ports["console"], token)},
+        # Officers decide the manual steps; with none at hand, the bot stands in (late at times).
+        extra_env={
+            "CONSOLE_TOKEN": token,
+            "OFFICER_BOT": os.environ.get("OFFICER_BOT", "on"),
+            **_traces_to_console(ports["console"], token),
+        },
     )
     stopping = False
 

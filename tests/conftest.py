@@ -41,6 +41,8 @@ def stack() -> Iterator[Stack]:
             "VIRTUAL_CLOCK_START": "2026-03-09T08:00:00+07:00",
             # Known to the tests that call the console's API (unset, the console draws its own).
             "CONSOLE_TOKEN": f"session-console-{secrets.token_hex(12)}",
+            # The agencies answer at once; tests of officers' queues start a fresh system for it.
+            "AGENCY_DECISIONS": "automatic",
         },
         # The golden streams were signed by keys of systems long gone; their public halves are
         # committed beside them, and trusted here so the streams replay verified.

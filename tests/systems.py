@@ -30,12 +30,17 @@ START = "2026-03-09T08:00:00+07:00"
 
 @asynccontextmanager
 async def fresh_system(
-    stack: Stack, services: Sequence[str], *, start: str = START, name: str | None = None
+    stack: Stack,
+    services: Sequence[str],
+    *,
+    start: str = START,
+    name: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
     """``infra.fresh.fresh_system`` for a test; its service logs are kept as test artifacts."""
     name = name or f"sys{uuid.uuid4().hex[:8]}"
     try:
-        async with infra_fresh_system(stack, services, start=start, name=name) as system:
+        async with infra_fresh_system(stack, services, start=start, name=name, extra_env=extra_env) as system:
             yield system
     finally:
         logs = stack.run_dir / name / "logs"

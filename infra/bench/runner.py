@@ -420,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
     ports = {name: free_port() for name in SERVICES}
     token = secrets.token_urlsafe(24)
-    env = {"CONSOLE_TOKEN": token}
+    # The agencies answer at once: the bench measures the system, not officers' queues.
+    env = {"CONSOLE_TOKEN": token, "AGENCY_DECISIONS": "automatic"}
     if args.traces:
         env |= {
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{ports['console']}",

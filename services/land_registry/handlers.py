@@ -1,24 +1,43 @@
-"""The land registry takes dossiers handed to it, does the step, and reports back."""
+"""The land registry takes dossiers handed to it, does the step, and reports back.
+
+A step the handoff marks ``manual`` is an officer's decision: it waits in the work queue
+(:class:`WorkQueue`) until an officer completes it. Either way the answer is written by the
+same :meth:`Registry.finish_step`, so the desk cannot tell a rule's answer from an officer's.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
 
 from contracts import topics
 from contracts.agencies import LAND_REGISTRY
 from contracts.envelope import CloudEvent
 from contracts.events import DossierHandedOver, StepCompleted
 from services.land_registry import store
-from services.land_registry.domain.registry import LandPriceTable, UnknownAction, perform
+from services.land_registry.decisions import Decisions
+from services.land_registry.domain.registry import LandPriceTable, StepOutcome, UnknownAction, perform
 from services.runtime.consumer import EventRejected
+from services.runtime.database import Connection
 from services.runtime.service import ServiceRuntime
 from services.runtime.unit_of_work import UnitOfWork
 
+ACTIONS = frozenset({"appraise", "issue_certificate", "register_mortgage"})
+"""What the registry does; a handoff for anything else is rejected (dead letter)."""
+
+Outcome = Literal["done", "rejected", "needs_supplement"]
+
 
 class Registry:
-    """The registry's single use case: perform the step a handoff asks for."""
+    """The registry's use cases: perform the step a handoff asks for, or queue it for an officer."""
 
-    def __init__(self, *, runtime: ServiceRuntime, prices: LandPriceTable) -> None:
+    def __init__(
+        self, *, runtime: ServiceRuntime, prices: LandPriceTable, decisions: Decisions | None = None
+    ) -> None:
         self.runtime = runtime
         self.prices = prices
+        self.decisions = decisions or Decisions(by_officers=False)
 
     def register(self) -> None:
         """Read only what is addressed to the land registry; answer on its own topic."""
@@ -31,18 +50,52 @@ class Registry:
         )
 
     async def perform_step(self, uow: UnitOfWork, event: CloudEvent) -> None:
-        """Appraise, or issue the certificate, and hand the dossier back to the desk."""
+        """Appraise, or issue the certificate, and hand the dossier back to the desk.
+
+        A manual step (and officers deciding) goes to the work queue instead.
+        """
         handover = event.data
         assert isinstance(handover, DossierHandedOver)
         if handover.to_agency != LAND_REGISTRY:
             raise EventRejected(f"handoff addressed to {handover.to_agency}, not {LAND_REGISTRY}")
-        serial = (
-            await store.next_certificate_serial(uow.conn) if handover.action == "issue_certificate" else ""
+        if handover.action not in ACTIONS:
+            raise EventRejected(f"the land registry does not {handover.action!r}")
+        if handover.mode == "manual" and self.decisions.by_officers:
+            await store.open_task(uow.conn, handover, received_at=uow.now)
+            return
+        outcome = await self.rule(uow.conn, handover)
+        await self.finish_step(
+            uow,
+            handover,
+            outcome=outcome.outcome,
+            note=outcome.note,
+            result=outcome.result,
+            received_at=uow.now,
         )
+
+    async def rule(self, conn: Connection, handover: DossierHandedOver) -> StepOutcome:
+        """What the registry's rule concludes (a certificate serial is drawn for a certificate)."""
+        serial = await store.next_certificate_serial(conn) if handover.action == "issue_certificate" else ""
         try:
-            outcome = perform(handover, prices=self.prices, certificate_serial=serial)
+            return perform(handover, prices=self.prices, certificate_serial=serial)
         except UnknownAction as exc:
             raise EventRejected(str(exc)) from exc
+
+    def proposal(self, handover: DossierHandedOver) -> StepOutcome:
+        """The rule's conclusion shown to an officer (no serial drawn: that happens on completion)."""
+        return perform(handover, prices=self.prices, certificate_serial="")
+
+    async def finish_step(
+        self,
+        uow: UnitOfWork,
+        handover: DossierHandedOver,
+        *,
+        outcome: Outcome,
+        note: str,
+        result: dict[str, Any],
+        received_at: datetime,
+    ) -> None:
+        """Record the step and answer the desk (StepCompleted through the outbox)."""
         await store.record_step(
             uow.conn,
             dossier_id=handover.dossier_id,
@@ -50,17 +103,116 @@ class Registry:
             handoff_row=handover.handoff_row,
             action=handover.action,
             outcome=outcome,
-            received_at=uow.now,
+            note=note,
+            result=result,
+            received_at=received_at,
             completed_at=uow.now,
         )
         await uow.publish(
             StepCompleted.answering(
                 handover,
-                outcome=outcome.outcome,
-                received_at=uow.now,
+                outcome=outcome,
+                received_at=received_at,
                 completed_at=uow.now,
-                note=outcome.note,
-                result=outcome.result,
+                note=note,
+                result=result,
             ),
             topic=topics.agency_events(LAND_REGISTRY),
         )
+
+
+class TaskNotFound(LookupError):
+    """No task with that id."""
+
+
+class TaskConflict(RuntimeError):
+    """The task is someone else's, or already decided (HTTP 409)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An officer's decision on a task."""
+
+    outcome: Outcome
+    note: str = ""
+    result: dict[str, Any] | None = None
+    """Values the officer gives (e.g. an appraisal's); they override the rule's."""
+
+
+class WorkQueue:
+    """The officers' use cases on the queue: claim, hand back, complete."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.runtime = registry.runtime
+
+    async def claim(self, task_id: int, officer: str) -> store.Task:
+        """Take the task; 409 if another officer has it or it is decided."""
+        async with self.runtime.unit_of_work() as uow:
+            task = await self._locked(uow.conn, task_id)
+            if task.status == "done" or (task.status == "claimed" and task.assignee != officer):
+                raise TaskConflict(f"task {task_id} is {task.status} by {task.assignee}")
+            await store.assign(uow.conn, task_id, assignee=officer)
+            return await self._reread(uow.conn, task_id)
+
+    async def release(self, task_id: int, officer: str) -> store.Task:
+        """Hand the task back to the queue; only its holder can (or anyone, if it is open)."""
+        async with self.runtime.unit_of_work() as uow:
+            task = await self._locked(uow.conn, task_id)
+            if task.status == "done" or (task.status == "claimed" and task.assignee != officer):
+                raise TaskConflict(f"task {task_id} is {task.status} by {task.assignee}")
+            await store.assign(uow.conn, task_id, assignee=None)
+            return await self._reread(uow.conn, task_id)
+
+    async def complete(
+        self, task_id: int, officer: str, decision: Decision, *, idempotency_key: str | None = None
+    ) -> tuple[store.Task, bool]:
+        """Decide the task and answer the desk, once; (the task, whether this was a replay).
+
+        The row lock makes two concurrent completions take turns: the second sees it done and
+        gets 409, or, bearing the first one's Idempotency-Key, the first answer again.
+        """
+        async with self.runtime.unit_of_work() as uow:
+            task = await self._locked(uow.conn, task_id)
+            if task.status == "done":
+                if idempotency_key is not None and idempotency_key == task.completion_key:
+                    return task, True
+                raise TaskConflict(f"task {task_id} was already completed by {task.assignee}")
+            if task.status == "claimed" and task.assignee != officer:
+                raise TaskConflict(f"task {task_id} is claimed by {task.assignee}")
+            handover = task.handover
+            if decision.outcome == "done":
+                rule = await self.registry.rule(uow.conn, handover)
+                note = decision.note or rule.note
+                result = {**rule.result, **(decision.result or {})}
+            else:
+                note, result = decision.note, dict(decision.result or {})
+            await self.registry.finish_step(
+                uow,
+                handover,
+                outcome=decision.outcome,
+                note=note,
+                result=result,
+                received_at=task.received_at,
+            )
+            await store.close_task(
+                uow.conn,
+                task_id,
+                assignee=officer,
+                outcome=decision.outcome,
+                note=note,
+                completion_key=idempotency_key,
+                completed_at=uow.now,
+            )
+            return await self._reread(uow.conn, task_id), False
+
+    async def _locked(self, conn: Connection, task_id: int) -> store.Task:
+        task = await store.task(conn, task_id, for_update=True)
+        if task is None:
+            raise TaskNotFound(f"no task {task_id}")
+        return task
+
+    async def _reread(self, conn: Connection, task_id: int) -> store.Task:
+        task = await store.task(conn, task_id)
+        assert task is not None
+        return task

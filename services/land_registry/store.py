@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from services.land_registry.domain.registry import StepOutcome
+from contracts.events import DossierHandedOver
 from services.runtime.database import Connection, Migration
 
 MIGRATIONS = (
@@ -37,7 +39,131 @@ MIGRATIONS = (
         ALTER TABLE steps_done ADD PRIMARY KEY (dossier_id, step_index, handoff_row);
         """,
     ),
+    Migration(
+        "land_registry-003-tasks",
+        """
+        -- The officers' work queue: a manual handoff waits here until an officer decides it.
+        CREATE TABLE tasks (
+            id             bigserial PRIMARY KEY,
+            dossier_id     text NOT NULL,
+            step_index     integer NOT NULL,
+            handoff_row    integer NOT NULL,
+            action         text NOT NULL,
+            -- The handoff as received: what the officer decides on and the rule computes from.
+            handover       jsonb NOT NULL,
+            received_at    timestamptz NOT NULL,
+            due_at         timestamptz NOT NULL,
+            status         text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'claimed', 'done')),
+            assignee       text,
+            outcome        text,
+            note           text,
+            -- The Idempotency-Key of the completing request: its retry replays, others get 409.
+            completion_key text,
+            completed_at   timestamptz,
+            UNIQUE (dossier_id, step_index, handoff_row)
+        );
+        CREATE INDEX tasks_by_status ON tasks (status, due_at);
+        """,
+    ),
 )
+
+TASK_COLUMNS = (
+    "id, dossier_id, step_index, handoff_row, action, handover, received_at, due_at, status,"
+    " assignee, outcome, note, completion_key, completed_at"
+)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One row of the work queue."""
+
+    id: int
+    dossier_id: str
+    step_index: int
+    handoff_row: int
+    action: str
+    handover: DossierHandedOver
+    received_at: datetime
+    due_at: datetime
+    status: str
+    assignee: str | None
+    outcome: str | None
+    note: str | None
+    completion_key: str | None
+    completed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Task:
+        """A task from a row of :data:`TASK_COLUMNS`."""
+        values = dict(row)
+        values["handover"] = DossierHandedOver.model_validate_json(values["handover"])
+        return cls(**values)
+
+
+async def open_task(conn: Connection, handover: DossierHandedOver, *, received_at: datetime) -> None:
+    """Queue a manual handoff for the officers (a handoff seen twice is queued once)."""
+    await conn.execute(
+        "INSERT INTO tasks (dossier_id, step_index, handoff_row, action, handover, received_at, due_at)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) ON CONFLICT DO NOTHING",
+        handover.dossier_id,
+        handover.step_index,
+        -1 if handover.handoff_row is None else handover.handoff_row,
+        handover.action,
+        handover.model_dump_json(),
+        received_at,
+        handover.due_at,
+    )
+
+
+async def tasks(conn: Connection, *, status: str | None = None, limit: int = 500) -> list[Task]:
+    """Tasks, soonest due first (only those in ``status`` if given)."""
+    rows = await conn.fetch(
+        f"SELECT {TASK_COLUMNS} FROM tasks WHERE ($1::text IS NULL OR status = $1)"
+        " ORDER BY due_at, id LIMIT $2",
+        status,
+        limit,
+    )
+    return [Task.from_row(r) for r in rows]
+
+
+async def task(conn: Connection, task_id: int, *, for_update: bool = False) -> Task | None:
+    """One task; ``for_update`` locks it until the transaction ends (one decision at a time)."""
+    lock = " FOR UPDATE" if for_update else ""
+    row = await conn.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1{lock}", task_id)
+    return Task.from_row(row) if row is not None else None
+
+
+async def assign(conn: Connection, task_id: int, *, assignee: str | None) -> None:
+    """Claim the task for ``assignee``, or hand it back to the queue (None)."""
+    await conn.execute(
+        "UPDATE tasks SET status = $2, assignee = $3 WHERE id = $1",
+        task_id,
+        "open" if assignee is None else "claimed",
+        assignee,
+    )
+
+
+async def close_task(
+    conn: Connection,
+    task_id: int,
+    *,
+    assignee: str,
+    outcome: str,
+    note: str,
+    completion_key: str | None,
+    completed_at: datetime,
+) -> None:
+    """Mark the task decided."""
+    await conn.execute(
+        "UPDATE tasks SET status = 'done', assignee = $2, outcome = $3, note = $4, completion_key = $5,"
+        " completed_at = $6 WHERE id = $1",
+        task_id,
+        assignee,
+        outcome,
+        note,
+        completion_key,
+        completed_at,
+    )
 
 
 async def next_certificate_serial(conn: Connection) -> str:
@@ -52,7 +178,9 @@ async def record_step(
     step_index: int,
     handoff_row: int | None,
     action: str,
-    outcome: StepOutcome,
+    outcome: str,
+    note: str,
+    result: dict[str, Any],
     received_at: datetime,
     completed_at: datetime,
 ) -> None:
@@ -64,9 +192,9 @@ async def record_step(
         step_index,
         -1 if handoff_row is None else handoff_row,
         action,
-        outcome.outcome,
-        outcome.note,
-        json.dumps(outcome.result),
+        outcome,
+        note,
+        json.dumps(result),
         received_at,
         completed_at,
     )

@@ -46,6 +46,8 @@ class Step(_Strict):
     budget_days: Decimal = Field(ge=0, multiple_of=0.5)
     counts: bool = True
     """False for financial-obligation time (the citizen paying), which the limit excludes."""
+    mode: Literal["manual", "automatic"] = "automatic"
+    """Who decides: an officer works the step from the agency's queue, or the agency's rule at once."""
 
 
 class Fee(_Strict):
@@ -96,6 +98,8 @@ class Procedure(_Strict):
                 raise ValueError(f"the one-stop desk cannot {step.action!r}")
             if step.agency == CITIZEN and (step.action != "pay" or step.counts):
                 raise ValueError("the citizen's only step is to pay, and it does not count")
+            if step.mode == "manual" and step.agency in (ONE_STOP, CITIZEN):
+                raise ValueError(f"only an agency's step can be manual, not {step.agency}'s {step.action!r}")
         try:
             Draft202012Validator.check_schema(self.details_schema)
         except SchemaError as exc:

@@ -451,6 +451,7 @@ class Dossier:
                     details=self.details,
                     results=self.results,
                     handoff_row=row.row,
+                    mode=step.mode,
                 )
             ]
 
