@@ -43,6 +43,7 @@ from contracts.events import (
     SupplementReceived,
     SupplementRequested,
 )
+from contracts.results import ResultRejected, parse_result
 from services.intake import store
 from services.intake.domain.catalog import Catalog
 from services.intake.domain.dossier import Dossier, TransitionRefused
@@ -358,6 +359,12 @@ class Desk:
     async def route_on(self, uow: UnitOfWork, event: CloudEvent) -> None:
         """An agency finished its step: record it on the slip and hand the dossier on."""
         assert isinstance(event.data, StepCompleted)
+        try:
+            # The result is kept and passed on to later agencies: one that breaks its action's
+            # contract is parked here, with the reason, rather than failing a reader downstream.
+            parse_result(event.data.action, event.data.result, event.data.outcome)
+        except ResultRejected as exc:
+            raise EventRejected(str(exc)) from exc
         dossier = await store.load(uow.conn, event.data.dossier_id, for_update=True)
         if dossier is None:
             raise EventRejected(f"no dossier {event.data.dossier_id}")

@@ -6,6 +6,7 @@ from contracts import topics
 from contracts.agencies import LAND_REGISTRY
 from contracts.envelope import CloudEvent
 from contracts.events import DossierHandedOver, StepCompleted
+from contracts.results import ResultRejected
 from services.land_registry import store
 from services.land_registry.domain.registry import LandPriceTable, UnknownAction, perform
 from services.runtime.consumer import EventRejected
@@ -41,7 +42,7 @@ class Registry:
         )
         try:
             outcome = perform(handover, prices=self.prices, certificate_serial=serial)
-        except UnknownAction as exc:
+        except (UnknownAction, ResultRejected) as exc:  # a malformed earlier result is dead-lettered
             raise EventRejected(str(exc)) from exc
         await store.record_step(
             uow.conn,
