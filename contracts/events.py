@@ -161,7 +161,11 @@ class StepCompleted(DossierEvent):
     received_at: datetime = Field(description="When the agency took the dossier in.")
     completed_at: datetime
     note: str = ""
-    result: dict[str, Any] = Field(default_factory=dict)
+    result: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the step produced, as the action's result contract in contracts/results.py"
+        " (e.g. vn.gov.result.appraisal.v1 for appraise); readers parse it with that contract.",
+    )
     handoff_row: int | None = Field(default=None, ge=0, description="The handoff's slip row, quoted back.")
 
     @classmethod
@@ -173,9 +177,15 @@ class StepCompleted(DossierEvent):
         received_at: datetime,
         completed_at: datetime,
         note: str = "",
-        result: dict[str, Any] | None = None,
+        result: BaseModel | dict[str, Any] | None = None,
     ) -> StepCompleted:
-        """The completion of the step ``handover`` assigned."""
+        """The completion of the step ``handover`` assigned.
+
+        ``result`` is best the action's typed contract (:mod:`contracts.results`); it travels
+        as its JSON object, so the event's schema stays the same for every action.
+        """
+        if isinstance(result, BaseModel):
+            result = result.model_dump(mode="json")
         return cls(
             dossier_id=handover.dossier_id,
             step_index=handover.step_index,

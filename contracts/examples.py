@@ -1,4 +1,4 @@
-"""One realistic example of every event version, for the event catalog and the tests."""
+"""One realistic example of every event and step result version, for the catalog and the tests."""
 
 from __future__ import annotations
 
@@ -26,6 +26,15 @@ from contracts.events import (
     SupplementReceived,
     SupplementRequested,
 )
+from contracts.results import (
+    AppraisalResult,
+    AssessmentResult,
+    CertificateResult,
+    MortgageResult,
+    NoResult,
+    StepResult,
+    SupplementNeeded,
+)
 
 _AT = datetime(2026, 3, 9, 2, 0, tzinfo=UTC)
 _DOSSIER = "HS-260309-1A2B3C4D5E"
@@ -44,14 +53,14 @@ _DETAILS = {
     "transferee": {"full_name": "Trần Thị Bình", "id_number": "079090005678"},
     "transfer_price_vnd": 1_500_000_000,
 }
-_APPRAISAL = {
-    "parcel_ref": "phuong-3/tờ 12/thửa 345",
-    "area_m2": "100.5",
-    "land_use_code": "ODT",
-    "table_price_vnd_per_m2": 12_000_000,
-    "table_value_vnd": 1_206_000_000,
-    "declared_price_vnd": 1_500_000_000,
-}
+_APPRAISAL = AppraisalResult(
+    parcel_ref="phuong-3/tờ 12/thửa 345",
+    area_m2=Decimal("100.5"),
+    land_use_code="ODT",
+    table_price_vnd_per_m2=12_000_000,
+    table_value_vnd=1_206_000_000,
+    declared_price_vnd=1_500_000_000,
+)
 
 _PROGRESSED = DossierProgressed(
     dossier_id=_DOSSIER,
@@ -131,7 +140,7 @@ EXAMPLES: dict[str, DossierEvent] = {
             due_at=datetime(2026, 3, 9, 6, 0, tzinfo=UTC),
             applicant=_APPLICANT,
             details=_DETAILS,
-            results={"appraise": _APPRAISAL},
+            results={"appraise": _APPRAISAL.wire()},
         ),
         StepCompleted(
             dossier_id=_DOSSIER,
@@ -142,7 +151,7 @@ EXAMPLES: dict[str, DossierEvent] = {
             received_at=_AT,
             completed_at=_AT,
             note="hồ sơ đủ điều kiện chuyển nhượng",
-            result=_APPRAISAL,
+            result=_APPRAISAL.wire(),
         ),
         PaymentNoticeIssued(
             dossier_id=_DOSSIER,
@@ -223,3 +232,18 @@ EXAMPLES: dict[str, DossierEvent] = {
     )
 }
 """By CloudEvents type; every type in ``EVENT_TYPES`` has one (a test checks it)."""
+
+RESULT_EXAMPLES: dict[str, StepResult] = {
+    r.NAME: r
+    for r in (
+        _APPRAISAL,
+        AssessmentResult(notice_number="TB-2026-000042", total_vnd=37_500_000),
+        CertificateResult(
+            certificate_serial="TA 100042", holder="Trần Thị Bình", parcel_ref="phuong-3/tờ 12/thửa 345"
+        ),
+        MortgageResult(certificate_number="CT 654321", mortgagee="Ngân hàng Nông nghiệp"),
+        SupplementNeeded(missing_documents=["Bản gốc Giấy chứng nhận đã cấp"]),
+        NoResult(),
+    )
+}
+"""By registry name; every type in ``RESULT_TYPES`` has one (a test checks it)."""

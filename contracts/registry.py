@@ -1,6 +1,7 @@
 """The schema registry kept in the repository: ``contracts/schemas/<type>/<revision>.json``.
 
-Every event version (a CloudEvents type such as ``vn.gov.dossier.received.v2``) has its JSON
+Every event version (a CloudEvents type such as ``vn.gov.dossier.received.v2``) and every step
+result version (``vn.gov.result.appraisal.v1``, see :mod:`contracts.results`) has its JSON
 Schema committed, revision by revision. Within a version, revisions must stay compatible in
 the version's declared mode (BACKWARD_TRANSITIVE by default, as a schema registry would
 enforce); a breaking change is a new version (``.v3``) with an upcaster, never a revision.
@@ -23,19 +24,31 @@ from typing import Any
 from contracts.compatibility import check
 from contracts.envelope import dataschema_for
 from contracts.events import EVENT_TYPES, DossierEvent
+from contracts.results import RESULT_TYPES, StepResult
 
 SCHEMAS_DIR = Path(__file__).parent / "schemas"
 
+Registered = type[DossierEvent] | type[StepResult]
+"""What the registry holds a schema for: an event version or a step result version."""
 
-def schema_of(model: type[DossierEvent]) -> dict[str, Any]:
-    """The JSON Schema a reader validates the event's data against."""
+REGISTERED: dict[str, Registered] = {**EVENT_TYPES, **RESULT_TYPES}
+"""Every registered contract by name; results and events share the folder and the rules."""
+
+
+def name_of(model: Registered) -> str:
+    """The registry name: the CloudEvents type of an event, the ``NAME`` of a step result."""
+    return model.NAME if issubclass(model, StepResult) else model.TYPE
+
+
+def schema_of(model: Registered) -> dict[str, Any]:
+    """The JSON Schema a reader validates the event's data (or the step result) against."""
     schema = model.model_json_schema(mode="validation")
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": dataschema_for(model.TYPE),
-        "x-cloudevents-type": model.TYPE,
-        **schema,
-    }
+    if issubclass(model, StepResult):
+        # Results travel inside a StepCompleted, not as events: no CloudEvents type to name.
+        head = {"$id": f"urn:vn-gov:result-schema:{model.NAME}", "x-step-result": model.NAME}
+    else:
+        head = {"$id": dataschema_for(model.TYPE), "x-cloudevents-type": model.TYPE}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **head, **schema}
 
 
 def dumps(schema: dict[str, Any]) -> str:
@@ -79,7 +92,7 @@ def _differences(old: Any, new: Any, path: str = "#") -> list[str]:
 def check_registry(schemas_dir: Path = SCHEMAS_DIR) -> list[Problem]:
     """Everything wrong between the models and the committed schemas (empty when all is well)."""
     problems: list[Problem] = []
-    for event_type, model in sorted(EVENT_TYPES.items()):
+    for event_type, model in sorted(REGISTERED.items()):
         committed = revisions(schemas_dir, event_type)
         if not committed:
             problems.append(Problem(event_type, "not registered; run `make contracts-register`"))
@@ -107,7 +120,7 @@ def check_registry(schemas_dir: Path = SCHEMAS_DIR) -> list[Problem]:
             )
     if schemas_dir.is_dir():
         for folder in sorted(p for p in schemas_dir.iterdir() if p.is_dir()):
-            if folder.name not in EVENT_TYPES:
+            if folder.name not in REGISTERED:
                 problems.append(
                     Problem(
                         folder.name,
@@ -122,7 +135,7 @@ def register(schemas_dir: Path = SCHEMAS_DIR) -> tuple[list[str], list[Problem]]
     """Write a new revision for every model that changed compatibly; refuse the others."""
     written: list[str] = []
     refused: list[Problem] = []
-    for event_type, model in sorted(EVENT_TYPES.items()):
+    for event_type, model in sorted(REGISTERED.items()):
         committed = revisions(schemas_dir, event_type)
         generated = schema_of(model)
         if committed and generated == committed[-1]:
@@ -164,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print(f"\ncontracts check failed: {len(problems)} problem(s) in {args.schemas}", file=sys.stderr)
         return 1
-    print(f"contracts check passed: {len(EVENT_TYPES)} event versions match {args.schemas}")
+    print(
+        f"contracts check passed: {len(EVENT_TYPES)} event versions and {len(RESULT_TYPES)} step result"
+        f" versions match {args.schemas}"
+    )
     return 0
 
 

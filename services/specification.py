@@ -20,8 +20,9 @@ import yaml
 from faststream.specification import AsyncAPI
 
 from contracts.events import EVENT_TYPES
-from contracts.examples import EXAMPLES
+from contracts.examples import EXAMPLES, RESULT_EXAMPLES
 from contracts.registry import schema_of
+from contracts.results import RESULT_TYPES, RESULTS, SupplementNeeded
 from infra.kafka.acls import service_runtimes
 from services import manifest
 from services.runtime.service import ServiceRuntime
@@ -122,6 +123,44 @@ def event_catalog(services: list[ServiceRuntime]) -> str:
                 f"| `{name}` | {_type_name(prop)} | {'yes' if name in required else 'no'} | {description} |"
             )
         example = EXAMPLES[event_type].model_dump_json(indent=2)
+        lines += ["", "Example:", "", "```json", example, "```"]
+    return "\n".join(lines) + "\n" + result_catalog()
+
+
+def result_catalog() -> str:
+    """The step result contracts as Markdown: which action produces each, its fields, an example."""
+    actions = {model: action for action, model in RESULTS.items()}
+    lines = [
+        "",
+        "# Step results",
+        "",
+        "What a `StepCompleted.result` (and each entry of `DossierHandedOver.results`, keyed by action)",
+        "holds, by action and outcome: a `done` step carries its action's result, `needs_supplement`",
+        "a `supplement_needed` result, `rejected` none. Readers parse them with `contracts.results`;",
+        "the desk dead-letters a `StepCompleted` whose result breaks its contract.",
+        "",
+        "| result | carried by |",
+        "|---|---|",
+    ]
+    for name, model in sorted(RESULT_TYPES.items()):
+        if model in actions:
+            by = f"`{actions[model]}`, outcome `done`"
+        else:
+            by = "outcome `needs_supplement`" if model is SupplementNeeded else "outcome `rejected`"
+        lines.append(f"| `{name}` | {by} |")
+    for name, model in sorted(RESULT_TYPES.items()):
+        schema = schema_of(model)
+        required = set(schema.get("required", []))
+        lines += ["", f"## `{name}`", "", inspect.cleandoc(model.__doc__ or ""), ""]
+        properties = schema.get("properties", {})
+        if properties:
+            lines += ["| field | type | required | description |", "|---|---|---|---|"]
+        for field, prop in properties.items():
+            description = str(prop.get("description", "")).replace("\n", " ")
+            lines.append(
+                f"| `{field}` | {_type_name(prop)} | {'yes' if field in required else 'no'} | {description} |"
+            )
+        example = RESULT_EXAMPLES[name].model_dump_json(indent=2)
         lines += ["", "Example:", "", "```json", example, "```"]
     return "\n".join(lines) + "\n"
 

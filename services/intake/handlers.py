@@ -43,6 +43,7 @@ from contracts.events import (
     SupplementReceived,
     SupplementRequested,
 )
+from contracts.results import ResultRejected, parse_result
 from services.intake import store
 from services.intake.domain.catalog import AgencyInfo, Catalog
 from services.intake.domain.dossier import Dossier, TransitionRefused
@@ -375,9 +376,16 @@ async def record_answer(
 ) -> None:
     """An agency finished its step: record it on the slip and hand the dossier on.
 
-    Raises EventRejected (the record is dead-lettered) for an unknown dossier or an answer the
-    dossier cannot take. Needs nothing but its ports: a unit test runs it on fakes.
+    Raises EventRejected (the record is dead-lettered) for a result off its action's contract,
+    an unknown dossier or an answer the dossier cannot take. Needs nothing but its ports: a
+    unit test runs it on fakes.
     """
+    try:
+        # The result is kept and passed on to later agencies: one that breaks its action's
+        # contract is parked here, with the reason, rather than failing a reader downstream.
+        parse_result(answer.action, answer.result, answer.outcome)
+    except ResultRejected as exc:
+        raise EventRejected(str(exc)) from exc
     dossier = await dossiers.load(answer.dossier_id, for_update=True)
     if dossier is None:
         raise EventRejected(f"no dossier {answer.dossier_id}")

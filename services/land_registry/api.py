@@ -17,7 +17,14 @@ from pydantic import BaseModel, Field, field_validator
 
 from services.land_registry import store
 from services.land_registry.domain.queue import Colour, time_left
-from services.land_registry.handlers import Decision, Outcome, TaskConflict, TaskNotFound, WorkQueue
+from services.land_registry.handlers import (
+    Decision,
+    DecisionRefused,
+    Outcome,
+    TaskConflict,
+    TaskNotFound,
+    WorkQueue,
+)
 from services.runtime.access import AUTH_RESPONSES, Access, Principal, Role
 from services.runtime.working_days import WorkingDayCalendar
 
@@ -95,6 +102,17 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"description": "The task is claimed by another officer or already completed"}
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such task"}}
+
+
+class Refused(BaseModel):
+    """Why a decision was refused."""
+
+    detail: str
+
+
+OFF_CONTRACT: dict[int | str, dict[str, Any]] = {
+    422: {"model": Refused, "description": "The decision's result does not match the action's contract"}
+}
 
 
 def _officer(request: Request) -> str:
@@ -219,7 +237,7 @@ def build_router(queue: WorkQueue, access: Access, calendar: WorkingDayCalendar)
         summary="Decide a task and answer the desk, once (officers)",
         description="A retry with the same `Idempotency-Key` answers the first completion again "
         "(header `Idempotent-Replayed: true`); any other second completion is 409.",
-        responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT},
+        responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT, **OFF_CONTRACT},
         dependencies=[officers],
     )
     async def complete(
@@ -240,6 +258,8 @@ def build_router(queue: WorkQueue, access: Access, calendar: WorkingDayCalendar)
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
         except TaskConflict as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+        except DecisionRefused as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
         if replayed:
             response.headers["Idempotent-Replayed"] = "true"
         return view(task)

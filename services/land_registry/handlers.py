@@ -15,6 +15,7 @@ from contracts import topics
 from contracts.agencies import LAND_REGISTRY
 from contracts.envelope import CloudEvent
 from contracts.events import DossierHandedOver, StepCompleted
+from contracts.results import ResultRejected, parse_result
 from services.land_registry import store
 from services.land_registry.decisions import Decisions
 from services.land_registry.domain.registry import LandPriceTable, StepOutcome, UnknownAction, perform
@@ -78,7 +79,7 @@ class Registry:
         serial = await store.next_certificate_serial(conn) if handover.action == "issue_certificate" else ""
         try:
             return perform(handover, prices=self.prices, certificate_serial=serial)
-        except UnknownAction as exc:
+        except (UnknownAction, ResultRejected) as exc:  # a malformed earlier result is dead-lettered
             raise EventRejected(str(exc)) from exc
 
     def proposal(self, handover: DossierHandedOver) -> StepOutcome:
@@ -127,6 +128,10 @@ class TaskNotFound(LookupError):
 
 class TaskConflict(RuntimeError):
     """The task is someone else's, or already decided (HTTP 409)."""
+
+
+class DecisionRefused(ValueError):
+    """An officer's decision whose result does not match the action's contract."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,11 @@ class WorkQueue:
                 result = {**rule.result, **(decision.result or {})}
             else:
                 note, result = decision.note, dict(decision.result or {})
+            try:
+                # What the officer decided must still be the action's contract for the desk.
+                result = parse_result(handover.action, result, decision.outcome).model_dump(mode="json")
+            except ResultRejected as exc:
+                raise DecisionRefused(str(exc)) from exc
             await self.registry.finish_step(
                 uow,
                 handover,

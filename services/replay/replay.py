@@ -55,6 +55,7 @@ from contracts.events import (
     SupplementReceived,
     SupplementRequested,
 )
+from contracts.results import RESULTS, AssessmentResult
 from contracts.upcasting import upcast
 from services import manifest
 from services.replay.recording import RecordedRecord, read_header, read_records
@@ -411,9 +412,10 @@ def payment_for(dossier: Mapping[str, Any]) -> dict[str, Any]:
 
     Empty when no notice was issued (the desk then refuses the payment, and the report says so).
     """
-    for result in dossier.get("results", {}).values():
-        if isinstance(result, Mapping) and "notice_number" in result:
-            return {"notice_number": result["notice_number"], "amount_vnd": result.get("total_vnd")}
+    for action, result in dossier.get("results", {}).items():
+        if RESULTS.get(action) is AssessmentResult and isinstance(result, Mapping):
+            notice = AssessmentResult.model_validate(result)  # the tax notice's contract
+            return {"notice_number": notice.notice_number, "amount_vnd": notice.total_vnd}
     return {}
 
 

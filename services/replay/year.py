@@ -43,6 +43,7 @@ from contracts.events import (
     ReceivedDocument,
     StepCompleted,
 )
+from contracts.results import AppraisalResult, AssessmentResult, CertificateResult, MortgageResult, StepResult
 from services.intake.app import load_catalog
 from services.intake.domain.catalog import Catalog, Procedure
 from services.replay.recording import RecordedRecord
@@ -304,14 +305,31 @@ def _details(code: str, n: int) -> dict[str, Any]:
 
 
 def _result(action: str, n: int) -> dict[str, Any]:
+    # Each as its action's contract says (the desk dead-letters a result that is not), with the
+    # figures the agencies would produce for the details above.
+    parcel_ref = f"phuong-3/tờ {1 + n % 40}/thửa {1 + n}"
+    result: StepResult
     if action == "appraise":
-        return {"parcel_ref": f"phuong-3/thửa {1 + n}", "table_value_vnd": 1_200_000_000}
-    if action == "assess":
+        result = AppraisalResult(
+            parcel_ref=parcel_ref,
+            area_m2=Decimal("100.0"),
+            land_use_code="ODT",
+            table_price_vnd_per_m2=12_000_000,
+            table_value_vnd=1_200_000_000,
+            declared_price_vnd=1_500_000_000,
+        )
+    elif action == "assess":
         # As the tax service answers: the treasury's payment must name this notice and amount.
-        return {"notice_number": f"TB-2026-{n + 1:06d}", "total_vnd": 37_500_000}
-    if action == "issue_certificate":
-        return {"certificate_serial": f"TA {n:06d}"}
-    return {"mortgagee": "Ngân hàng Nông nghiệp"}
+        result = AssessmentResult(notice_number=f"TB-2026-{n + 1:06d}", total_vnd=37_500_000)
+    elif action == "issue_certificate":
+        result = CertificateResult(
+            certificate_serial=f"TA {n:06d}", holder=f"Người nhận {n}", parcel_ref=parcel_ref
+        )
+    else:
+        result = MortgageResult(
+            certificate_number=f"CT {n % 1_000_000:06d}", mortgagee="Ngân hàng Nông nghiệp"
+        )
+    return result.wire()
 
 
 def _record(topic: str, agency: str, data: DossierEvent, at: datetime, name: str) -> RecordedRecord:

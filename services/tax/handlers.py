@@ -6,6 +6,7 @@ from contracts import topics
 from contracts.agencies import TAX
 from contracts.envelope import CloudEvent
 from contracts.events import DossierHandedOver, PaymentNoticeIssued, StepCompleted
+from contracts.results import AssessmentResult
 from services.runtime.consumer import EventRejected
 from services.runtime.service import ServiceRuntime
 from services.runtime.unit_of_work import UnitOfWork
@@ -65,7 +66,7 @@ class TaxOffice:
             received_at=uow.now,
             completed_at=uow.now,
             note=f"đã ra thông báo nộp tiền {notice_number}",
-            result={"notice_number": notice_number, "total_vnd": assessment.total_vnd},
+            result=AssessmentResult(notice_number=notice_number, total_vnd=assessment.total_vnd),
         )
         await uow.publish(notice, topic=topics.agency_events(TAX))
         await uow.publish(done, topic=topics.agency_events(TAX))

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 
 from contracts.agencies import source_uri
 from contracts.envelope import CloudEvent
-from contracts.events import Applicant, DossierHandedOver
+from contracts.events import Applicant, DossierHandedOver, StepCompleted
 from infra.stack import Stack
 from services.runtime.kafka_access import KafkaAccess
 from tests.dossier_samples import applicant, land_transfer, signed_in, wait_for_status
@@ -131,3 +131,48 @@ async def test_poison_records_go_to_the_dlq_and_later_dossiers_still_complete(se
         assert letter["dlq_topic"] == "handoffs.land_registry"
         assert letter["dlq_consumer"] == "land_registry.handoffs"
         assert int(letter["dlq_offset"]) >= 0
+
+
+async def test_a_step_result_off_its_action_contract_is_parked_by_the_desk(services: Stack) -> None:
+    # The keys tax used to read are there, but the appraisal is not a vn.gov.result.appraisal.v1:
+    # the desk must park it with the reason instead of passing it on to tax.
+    bad = CloudEvent.wrap(
+        StepCompleted(
+            dossier_id="HS-BAD-RESULT",
+            step_index=1,
+            agency="land_registry",
+            action="appraise",
+            outcome="done",
+            received_at=WHEN,
+            completed_at=WHEN,
+            result={"declared_price_vnd": 1_500_000_000, "table_value_vnd": "a lot"},
+        ),
+        source=source_uri("land_registry"),
+        time=WHEN,
+        event_id="poison-result",
+    )
+    producer = AIOKafkaProducer(**services.superuser.client_kwargs())
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            "land_registry.events",
+            key=b"HS-BAD-RESULT",
+            value=bad.value(),
+            headers=services.signed_headers(list(bad.headers()), bad.value()),
+        )
+    finally:
+        await producer.stop()
+
+    # The desk keeps routing what the registry answers properly.
+    async with signed_in(services, "intake") as intake:
+        response = await intake.post("/dossiers", json=land_transfer(7002))
+        await wait_for_status(intake, response.json()["id"], "awaiting_payment")
+
+    await wait_group_caught_up(services.superuser, "intake.from.land_registry", "land_registry.events")
+    parked = (await dead_letters(services.superuser, "intake.dlq", {"poison-result"}))["poison-result"]
+    assert parked["dlq_reason"] == "rejected"
+    assert parked["dlq_consumer"] == "intake.from.land_registry"
+    detail = parked["dlq_detail"]
+    assert "the done result of 'appraise' does not match vn.gov.result.appraisal.v1" in detail
+    assert "table_value_vnd: Input should be a valid integer" in detail
+    assert "parcel_ref: Field required" in detail

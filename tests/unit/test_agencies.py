@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 import pytest
 
+from contracts.results import AppraisalResult, AssessmentResult, ResultRejected
 from services.land_registry.domain.registry import LandPriceTable, appraise, issue_certificate
 from services.tax.domain.assessment import AssessmentImpossible, assess
 from tests.dossier_samples import land_transfer
@@ -11,8 +15,19 @@ from tests.dossier_samples import land_transfer
 PRICES = LandPriceTable.load()
 
 
-def appraisal(declared: int, table_value: int) -> dict[str, dict[str, object]]:
-    return {"appraise": {"declared_price_vnd": declared, "table_value_vnd": table_value}}
+def appraisal_result(declared: int = 1_500_000_000, table_value: int = 1_200_000_000) -> AppraisalResult:
+    return AppraisalResult(
+        parcel_ref="phuong-3/tờ 12/thửa 301",
+        area_m2=Decimal(100),
+        land_use_code="ODT",
+        table_price_vnd_per_m2=table_value // 100,
+        table_value_vnd=table_value,
+        declared_price_vnd=declared,
+    )
+
+
+def appraisal(declared: int, table_value: int) -> dict[str, dict[str, Any]]:
+    return {"appraise": appraisal_result(declared, table_value).wire()}
 
 
 def test_tax_on_the_contract_price_when_it_is_above_the_table() -> None:
@@ -42,6 +57,12 @@ def test_rounding_to_the_dong() -> None:
 def test_no_assessment_without_appraisal() -> None:
     with pytest.raises(AssessmentImpossible):
         assess({})
+
+
+def test_no_assessment_from_an_appraisal_off_its_contract() -> None:
+    # The keys tax used to read are there, but the appraisal is not an AppraisalResult.
+    with pytest.raises(AssessmentImpossible, match=r"does not match vn\.gov\.result\.appraisal\.v1: parcel"):
+        assess({"appraise": {"declared_price_vnd": 1, "table_value_vnd": 1}})
 
 
 def test_appraisal_values_the_parcel_at_the_table_price() -> None:
@@ -75,7 +96,20 @@ def test_appraisal_refuses_what_cannot_be_registered(change: object, reason: str
 def test_certificate_only_after_appraisal_and_assessment() -> None:
     dossier = land_transfer(3)
     assert issue_certificate(dossier["details"], {}, "TA 000001").outcome == "rejected"
-    done = issue_certificate(
-        dossier["details"], {"appraise": {"parcel_ref": "p"}, "assess": {"total_vnd": 1}}, "TA 000001"
-    )
-    assert done.result == {"certificate_serial": "TA 000001", "holder": "Trần Thị Bình", "parcel_ref": "p"}
+    earlier = {
+        "appraise": appraisal_result().wire(),
+        "assess": AssessmentResult(notice_number="TB-2026-000001", total_vnd=1).wire(),
+    }
+    done = issue_certificate(dossier["details"], earlier, "TA 000001")
+    assert done.result == {
+        "certificate_serial": "TA 000001",
+        "holder": "Trần Thị Bình",
+        "parcel_ref": "phuong-3/tờ 12/thửa 301",
+    }
+
+
+def test_certificate_refuses_earlier_results_off_their_contract() -> None:
+    dossier = land_transfer(3)
+    earlier: dict[str, dict[str, Any]] = {"appraise": {"parcel_ref": "p"}, "assess": {"total_vnd": 1}}
+    with pytest.raises(ResultRejected, match=r"appraisal\.v1"):
+        issue_certificate(dossier["details"], earlier, "TA 000001")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
 from contracts import topics
 from contracts.events import DossierHandedOver, StepCompleted
+from contracts.results import AppraisalResult
 from services.intake.app import load_catalog
 from services.intake.handlers import record_answer
 from services.runtime.consumer import EventRejected
@@ -34,8 +36,16 @@ async def answer(dossiers: InMemoryDossiers, done: StepCompleted, now: datetime)
 async def test_an_appraisal_hands_the_dossier_to_tax_and_records_the_slip() -> None:
     dossiers, appraise = at_the_land_registry()
     later = MONDAY + timedelta(days=1)
+    appraisal = AppraisalResult(
+        parcel_ref="phuong-3/tờ 12/thửa 301",
+        area_m2=Decimal(100),
+        land_use_code="ODT",
+        table_price_vnd_per_m2=12_000_000,
+        table_value_vnd=1_200_000_000,
+        declared_price_vnd=1_500_000_000,
+    )
     done = StepCompleted.answering(
-        appraise, outcome="done", received_at=later, completed_at=later, result={"table_value_vnd": 1}
+        appraise, outcome="done", received_at=later, completed_at=later, result=appraisal
     )
     work = await answer(dossiers, done, later)
 
@@ -45,18 +55,23 @@ async def test_an_appraisal_hands_the_dossier_to_tax_and_records_the_slip() -> N
     assert dossiers.saves == 1
     assert [row.to_agency for row in stored.slip][-2:] == ["land_registry", "tax"]
     assert stored.slip[-2].completed_at == later
-    assert stored.results == {"appraise": {"table_value_vnd": 1}}
+    assert stored.results == {"appraise": appraisal.model_dump(mode="json")}
 
 
 async def test_an_answer_the_dossier_cannot_take_is_rejected_and_changes_nothing() -> None:
     dossiers, appraise = at_the_land_registry()
+    off_contract = StepCompleted.answering(
+        appraise, outcome="done", received_at=MONDAY, completed_at=MONDAY, result={"table_value_vnd": 1}
+    )
+    with pytest.raises(EventRejected, match=r"vn\.gov\.result\.appraisal\.v1"):
+        await answer(dossiers, off_contract, MONDAY)
     wrong_step = StepCompleted.answering(
-        appraise, outcome="done", received_at=MONDAY, completed_at=MONDAY
+        appraise, outcome="rejected", received_at=MONDAY, completed_at=MONDAY
     ).model_copy(update={"step_index": 5, "handoff_row": None})
     with pytest.raises(EventRejected, match="reported step 5"):
         await answer(dossiers, wrong_step, MONDAY)
     unknown = StepCompleted.answering(
-        appraise, outcome="done", received_at=MONDAY, completed_at=MONDAY
+        appraise, outcome="rejected", received_at=MONDAY, completed_at=MONDAY
     ).model_copy(update={"dossier_id": "HS-NOBODY"})
     with pytest.raises(EventRejected, match="no dossier HS-NOBODY"):
         await answer(dossiers, unknown, MONDAY)

@@ -46,6 +46,7 @@ from contracts.events import (
     SupplementReceived,
     SupplementRequested,
 )
+from contracts.results import RESULTS, AssessmentResult, SupplementNeeded, parse_result
 from services.intake.domain.catalog import AgencyInfo, Procedure, Step
 from services.runtime.working_days import WorkingDayCalendar
 
@@ -248,7 +249,8 @@ class Dossier:
             calendar=calendar,
         )
         if event.outcome == "needs_supplement":
-            missing = [str(m) for m in event.result.get("missing_documents", [])]
+            asked = parse_result(event.action, event.result, event.outcome)
+            missing = asked.missing_documents if isinstance(asked, SupplementNeeded) else []
             self.current_step -= 1  # the agency redoes its step after the supplement
             return self._ask_for_supplement(
                 agency=event.agency, missing=missing, reason=event.note, now=now, agencies=agencies
@@ -305,11 +307,7 @@ class Dossier:
         """The treasury confirms the tax notice paid; the desk checks it against the notice and routes on."""
         if self.status is not DossierStatus.AWAITING_PAYMENT:
             raise TransitionRefused(f"dossier {self.id} is {self.status}, not awaiting payment")
-        notices = {
-            str(result["notice_number"]): result.get("total_vnd")
-            for result in self.results.values()
-            if "notice_number" in result
-        }
+        notices = {notice.notice_number: notice.total_vnd for notice in self.tax_notices()}
         if notice_number not in notices:
             raise PaymentRefused(f"notice {notice_number!r} was not issued for dossier {self.id}")
         if amount_vnd != notices[notice_number]:
@@ -321,6 +319,16 @@ class Dossier:
         return [
             PaymentReceived(dossier_id=self.id, received_at=now),
             *self._advance(now=now, calendar=calendar),
+        ]
+
+    def tax_notices(self) -> list[AssessmentResult]:
+        """The payment notices issued for this dossier, read from the assessment results' contract."""
+        # Whichever action produced it: the contract, not the action's name, says it is a notice.
+        return [
+            notice
+            for action, data in self.results.items()
+            if RESULTS.get(action) is AssessmentResult
+            and isinstance(notice := parse_result(action, data), AssessmentResult)
         ]
 
     def on_alarm(

@@ -6,7 +6,7 @@ Plain Python: the handoff comes in, the step's outcome goes out.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +14,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contracts.events import DossierHandedOver
+from contracts.results import (
+    AppraisalResult,
+    AssessmentResult,
+    CertificateResult,
+    MortgageResult,
+    NoResult,
+    StepResult,
+    earlier_result,
+)
 
 PRICE_TABLE_FILE = Path(__file__).parent / "land_prices.toml"
 
@@ -56,7 +65,13 @@ class StepOutcome:
 
     outcome: Literal["done", "rejected"]
     note: str
-    result: dict[str, Any]
+    typed: StepResult = field(default_factory=NoResult)
+    """The action's result contract (``NoResult`` when refused)."""
+
+    @property
+    def result(self) -> dict[str, Any]:
+        """The result as it travels and is kept: the contract's JSON object."""
+        return self.typed.wire()
 
 
 @dataclass(frozen=True)
@@ -102,49 +117,49 @@ def appraise(details: dict[str, Any], transferor_id: str, prices: LandPriceTable
     try:
         transfer = TransferDetails.model_validate(details)
     except ValidationError as exc:
-        return StepOutcome(
-            "rejected", f"hồ sơ thiếu hoặc sai thông tin thửa đất: {exc.error_count()} lỗi", {}
-        )
+        return StepOutcome("rejected", f"hồ sơ thiếu hoặc sai thông tin thửa đất: {exc.error_count()} lỗi")
     parcel = transfer.parcel
     if transfer.transferee.id_number == transferor_id:
-        return StepOutcome("rejected", "bên nhận chuyển nhượng trùng với bên chuyển nhượng", {})
+        return StepOutcome("rejected", "bên nhận chuyển nhượng trùng với bên chuyển nhượng")
     price = prices.price(parcel.ward, parcel.land_use_code)
     if price is None:
         return StepOutcome(
             "rejected",
             f"bảng giá đất không có loại đất {parcel.land_use_code} tại {parcel.ward}",
-            {},
         )
     table_value = int((parcel.area_m2 * price).quantize(Decimal(1), ROUND_HALF_UP))
     return StepOutcome(
         "done",
         "hồ sơ đủ điều kiện chuyển nhượng",
-        {
-            "parcel_ref": f"{parcel.ward}/tờ {parcel.map_sheet}/thửa {parcel.parcel_number}",
-            "area_m2": str(parcel.area_m2),
-            "land_use_code": parcel.land_use_code,
-            "table_price_vnd_per_m2": price,
-            "table_value_vnd": table_value,
-            "declared_price_vnd": transfer.transfer_price_vnd,
-        },
+        AppraisalResult(
+            parcel_ref=f"{parcel.ward}/tờ {parcel.map_sheet}/thửa {parcel.parcel_number}",
+            area_m2=parcel.area_m2,
+            land_use_code=parcel.land_use_code,
+            table_price_vnd_per_m2=price,
+            table_value_vnd=table_value,
+            declared_price_vnd=transfer.transfer_price_vnd,
+        ),
     )
 
 
 def issue_certificate(
     details: dict[str, Any], results: dict[str, dict[str, Any]], serial: str
 ) -> StepOutcome:
-    """Issue the certificate to the transferee once the obligations are paid."""
+    """Issue the certificate to the transferee once the obligations are paid.
+
+    Raises :class:`contracts.results.ResultRejected` if an earlier result breaks its contract.
+    """
     if "appraise" not in results or "assess" not in results:
-        return StepOutcome("rejected", "chưa có kết quả thẩm định hoặc nghĩa vụ tài chính", {})
+        return StepOutcome("rejected", "chưa có kết quả thẩm định hoặc nghĩa vụ tài chính")
+    appraisal = earlier_result(results, "appraise", AppraisalResult)
+    earlier_result(results, "assess", AssessmentResult)  # only its presence matters, but typed
     transfer = TransferDetails.model_validate(details)
     return StepOutcome(
         "done",
         "đã cấp Giấy chứng nhận",
-        {
-            "certificate_serial": serial,
-            "holder": transfer.transferee.full_name,
-            "parcel_ref": results["appraise"]["parcel_ref"],
-        },
+        CertificateResult(
+            certificate_serial=serial, holder=transfer.transferee.full_name, parcel_ref=appraisal.parcel_ref
+        ),
     )
 
 
@@ -153,7 +168,7 @@ def register_mortgage(details: dict[str, Any]) -> StepOutcome:
     certificate = details.get("certificate_number")
     lender = details.get("lender")
     if not certificate or not lender:
-        return StepOutcome("rejected", "thiếu số Giấy chứng nhận hoặc bên nhận thế chấp", {})
+        return StepOutcome("rejected", "thiếu số Giấy chứng nhận hoặc bên nhận thế chấp")
     return StepOutcome(
-        "done", "đã đăng ký thế chấp", {"certificate_number": certificate, "mortgagee": lender}
+        "done", "đã đăng ký thế chấp", MortgageResult(certificate_number=certificate, mortgagee=lender)
     )

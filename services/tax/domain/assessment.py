@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from contracts.results import AppraisalResult, ResultRejected, earlier_result
+
 REGISTRATION_FEE_RATE = Decimal("0.005")
 REGISTRATION_FEE_CAP_VND = 500_000_000
 PERSONAL_INCOME_TAX_RATE = Decimal("0.02")
@@ -24,7 +26,7 @@ PAYMENT_PERIOD = timedelta(days=30)
 
 
 class AssessmentImpossible(ValueError):
-    """The handoff lacks what an assessment needs (no appraisal result)."""
+    """The handoff lacks what an assessment needs (no appraisal result, or one off its contract)."""
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,14 @@ def _vnd(amount: Decimal) -> int:
 
 
 def assess(results: dict[str, dict[str, Any]]) -> Assessment:
-    """Assess a transfer from the land registry's appraisal."""
-    appraisal = results.get("appraise")
-    if not appraisal:
+    """Assess a transfer from the land registry's appraisal (read as its contract)."""
+    if not results.get("appraise"):
         raise AssessmentImpossible("no appraisal from the land registry")
-    value = max(int(appraisal["declared_price_vnd"]), int(appraisal["table_value_vnd"]))
+    try:
+        appraisal = earlier_result(results, "appraise", AppraisalResult)
+    except ResultRejected as exc:
+        raise AssessmentImpossible(str(exc)) from exc
+    value = max(appraisal.declared_price_vnd, appraisal.table_value_vnd)
     return Assessment(
         taxable_value_vnd=value,
         registration_fee_vnd=min(_vnd(value * REGISTRATION_FEE_RATE), REGISTRATION_FEE_CAP_VND),
