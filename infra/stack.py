@@ -462,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
             f"                 TOKEN=$({mint} --role desk_officer --subject desk-1)\n"
             f'                 curl -H "Authorization: Bearer $TOKEN" {intake}/dossiers/<id>\n'
             f"               an agency officer: {mint} --role agency_officer --subject land-registry-1\n"
+            f"                 then the queue: {stack.services['land_registry'].url}/officer\n"
             f"               an operator: the console link above, or {mint} --role operator\n"
             f"               (roles: citizen, desk_officer, agency_officer, payment_gateway, operator)\n"
             f"  Kafka:       {stack.bootstrap_servers} (SASL/SCRAM-SHA-512; credentials in"
