@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from contracts.events import (
@@ -30,6 +30,8 @@ from contracts.results import (
     AppraisalResult,
     AssessmentResult,
     CertificateResult,
+    ConstructionPermitResult,
+    DesignReviewResult,
     MortgageResult,
     NoResult,
     StepResult,
@@ -244,6 +246,20 @@ RESULT_EXAMPLES: dict[str, StepResult] = {
         MortgageResult(certificate_number="CT 654321", mortgagee="Ngân hàng Nông nghiệp"),
         SupplementNeeded(missing_documents=["Bản gốc Giấy chứng nhận đã cấp"]),
         NoResult(),
+        DesignReviewResult(
+            parcel_ref="phuong-3/tờ 12/thửa 345",
+            built_area_m2=Decimal("72"),
+            storeys=3,
+            total_floor_area_m2=Decimal("216"),
+            building_density=Decimal("0.72"),
+        ),
+        ConstructionPermitResult(
+            permit_number="GPXD-2026-000042",
+            parcel_ref="phuong-3/tờ 12/thửa 345",
+            storeys=3,
+            total_floor_area_m2=Decimal("216"),
+            valid_until=date(2027, 3, 23),
+        ),
     )
 }
 """By registry name; every type in ``RESULT_TYPES`` has one (a test checks it)."""

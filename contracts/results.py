@@ -17,6 +17,7 @@ Which model applies depends on the outcome: ``done`` carries the action's result
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from decimal import Decimal
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -104,11 +105,37 @@ class NoResult(StepResult):
     NAME: ClassVar[str] = "vn.gov.result.none.v1"
 
 
+class DesignReviewResult(StepResult):
+    """The urban management office found the house's design fits its parcel (action ``review_design``)."""
+
+    NAME: ClassVar[str] = "vn.gov.result.design_review.v1"
+
+    parcel_ref: str = Field(min_length=1, examples=["phuong-3/tờ 12/thửa 345"])
+    built_area_m2: Decimal = Field(gt=0, description="Ground area the house covers, square metres.")
+    storeys: int = Field(ge=1)
+    total_floor_area_m2: Decimal = Field(gt=0)
+    building_density: Decimal = Field(ge=0, le=1, description="Built area over parcel area.")
+
+
+class ConstructionPermitResult(StepResult):
+    """The urban management office issued the building permit (action ``issue_construction_permit``)."""
+
+    NAME: ClassVar[str] = "vn.gov.result.construction_permit.v1"
+
+    permit_number: str = Field(min_length=1, examples=["GPXD-2026-000042"])
+    parcel_ref: str = Field(min_length=1)
+    storeys: int = Field(ge=1)
+    total_floor_area_m2: Decimal = Field(gt=0)
+    valid_until: date = Field(description="Works must start by then, or the permit lapses.")
+
+
 RESULTS: dict[str, type[StepResult]] = {
     "appraise": AppraisalResult,
     "assess": AssessmentResult,
     "issue_certificate": CertificateResult,
     "register_mortgage": MortgageResult,
+    "review_design": DesignReviewResult,
+    "issue_construction_permit": ConstructionPermitResult,
 }
 """The result of a ``done`` step, by action. Every action the catalog routes to an agency
 other than the desk has one (a test checks it); the desk's own steps (receive, certify_copy,

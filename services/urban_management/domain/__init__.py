@@ -1,0 +1,1 @@
+"""The urban management office's rules, without I/O."""
