@@ -50,3 +50,22 @@ class InMemoryDossiers:
         """Store a copy."""
         self.rows[dossier.id] = copy.deepcopy(dossier)
         self.saves += 1
+
+
+@dataclass
+class InMemoryRegister:
+    """An agency's register of decisions in a list, numbering permits from 1."""
+
+    steps: list[dict[str, object]] = field(default_factory=list)
+    issued: int = 0
+
+    async def next_permit_number(self, issued_at: datetime) -> str:
+        """``GPXD-<year>-<n>``, as the real sequence numbers them."""
+        self.issued += 1
+        return f"GPXD-{issued_at:%Y}-{self.issued:06d}"
+
+    async def record_step(
+        self, *, dossier_id: str, handoff_row: int | None, action: str, outcome: str, note: str, result: str
+    ) -> None:
+        """Keep the decision."""
+        self.steps.append({"dossier_id": dossier_id, "action": action, "outcome": outcome, "note": note})

@@ -11,7 +11,7 @@ from contracts.events import DossierHandedOver, StepCompleted
 from contracts.results import ResultRejected
 from services.runtime.consumer import EventRejected
 from services.runtime.service import ServiceRuntime
-from services.runtime.unit_of_work import UnitOfWork
+from services.runtime.unit_of_work import UnitOfWork, Work
 from services.urban_management import store
 from services.urban_management.domain.permits import UnknownAction, perform
 
@@ -33,38 +33,42 @@ class UrbanManagementOffice:
         )
 
     async def perform_step(self, uow: UnitOfWork, event: CloudEvent) -> None:
-        """Review the design or issue the permit, and hand the dossier back to the desk."""
-        handover = event.data
-        assert isinstance(handover, DossierHandedOver)
-        if handover.to_agency != URBAN_MANAGEMENT:
-            raise EventRejected(f"handoff addressed to {handover.to_agency}, not {URBAN_MANAGEMENT}")
-        number = (
-            await store.next_permit_number(uow.conn, uow.now)
-            if handover.action == "issue_construction_permit"
-            else ""
-        )
-        try:
-            outcome = perform(handover, permit_number=number, now=uow.now)
-        except (UnknownAction, ResultRejected) as exc:
-            raise EventRejected(str(exc)) from exc
-        await store.record_step(
-            uow.conn,
-            dossier_id=handover.dossier_id,
-            handoff_row=handover.handoff_row,
-            action=handover.action,
+        """The subscription's handler: :func:`answer_handoff` in the unit of work's transaction."""
+        assert isinstance(event.data, DossierHandedOver)
+        await answer_handoff(uow, store.PostgresRegister(uow.conn, uow.now), event.data)
+
+
+async def answer_handoff(work: Work, register: store.Register, handover: DossierHandedOver) -> None:
+    """Review the design or issue the permit, keep the decision, and answer the desk.
+
+    Raises EventRejected (the record is dead-lettered) for a handoff meant for another agency,
+    an action the office does not do, or an earlier result off its contract.
+    """
+    if handover.to_agency != URBAN_MANAGEMENT:
+        raise EventRejected(f"handoff addressed to {handover.to_agency}, not {URBAN_MANAGEMENT}")
+    number = (
+        await register.next_permit_number(work.now) if handover.action == "issue_construction_permit" else ""
+    )
+    try:
+        outcome = perform(handover, permit_number=number, now=work.now)
+    except (UnknownAction, ResultRejected) as exc:
+        raise EventRejected(str(exc)) from exc
+    await register.record_step(
+        dossier_id=handover.dossier_id,
+        handoff_row=handover.handoff_row,
+        action=handover.action,
+        outcome=outcome.outcome,
+        note=outcome.note,
+        result=json.dumps(outcome.typed.wire()),
+    )
+    await work.publish(
+        StepCompleted.answering(
+            handover,
             outcome=outcome.outcome,
+            received_at=work.now,
+            completed_at=work.now,
             note=outcome.note,
-            result=json.dumps(outcome.typed.wire()),
-            completed_at=uow.now,
-        )
-        await uow.publish(
-            StepCompleted.answering(
-                handover,
-                outcome=outcome.outcome,
-                received_at=uow.now,
-                completed_at=uow.now,
-                note=outcome.note,
-                result=outcome.typed,
-            ),
-            topic=topics.agency_events(URBAN_MANAGEMENT),
-        )
+            result=outcome.typed,
+        ),
+        topic=topics.agency_events(URBAN_MANAGEMENT),
+    )

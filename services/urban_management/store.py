@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from services.runtime.database import Connection, Migration
 
@@ -55,3 +57,44 @@ async def record_step(
         result,
         completed_at,
     )
+
+
+class Register(Protocol):
+    """The office's register, as its use case needs it (a port: Postgres here, a list in tests)."""
+
+    async def next_permit_number(self, issued_at: datetime) -> str:
+        """The next permit number."""
+        ...
+
+    async def record_step(
+        self, *, dossier_id: str, handoff_row: int | None, action: str, outcome: str, note: str, result: str
+    ) -> None:
+        """Keep what the office decided."""
+        ...
+
+
+@dataclass(frozen=True)
+class PostgresRegister:
+    """:class:`Register` in the office's schema, on a unit of work's connection."""
+
+    conn: Connection
+    now: datetime
+
+    async def next_permit_number(self, issued_at: datetime) -> str:
+        """See :meth:`Register.next_permit_number`."""
+        return await next_permit_number(self.conn, issued_at)
+
+    async def record_step(
+        self, *, dossier_id: str, handoff_row: int | None, action: str, outcome: str, note: str, result: str
+    ) -> None:
+        """See :meth:`Register.record_step`."""
+        await record_step(
+            self.conn,
+            dossier_id=dossier_id,
+            handoff_row=handoff_row,
+            action=action,
+            outcome=outcome,
+            note=note,
+            result=result,
+            completed_at=self.now,
+        )
