@@ -17,6 +17,7 @@ from decimal import Decimal
 from services.land_registry import store
 from services.land_registry.domain.queue import hours_per_day
 from services.land_registry.handlers import Decision, TaskConflict, TaskNotFound, WorkQueue
+from services.runtime.loops import keep_running
 from services.runtime.working_days import WorkingDayCalendar
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,8 @@ class OfficerBot:
 
     async def run(self) -> None:
         """Work the queue for ever, surviving its own errors (a database restart, say)."""
-        while True:
-            try:
-                await self.work_once()
-            except Exception:
-                log.exception("officer bot: a pass failed; trying again")
-            await asyncio.sleep(POLL_SECONDS)
+        await keep_running("officer bot", self._pass)
+
+    async def _pass(self) -> None:
+        await self.work_once()
+        await asyncio.sleep(POLL_SECONDS)

@@ -194,3 +194,27 @@ async def test_the_officers_page_completes_a_task_in_headless_chromium(manual: S
         assert errors == []
         await wait_for_status(intake, dossier_id, "awaiting_payment")
         assert await outbox_types(manual, "land_registry", dossier_id) == ["vn.gov.dossier.step_completed.v1"]
+
+
+async def test_the_officer_bot_decides_a_task_after_its_delay(stack: Stack) -> None:
+    bot = {"AGENCY_DECISIONS": "catalog", "OFFICER_BOT": "on", "OFFICER_BOT_DELAY_HOURS": "6,6"}
+    async with (
+        fresh_system(stack, SERVICES, extra_env=bot) as office,
+        signed_in(office, "intake") as intake,
+        officer(office, "truong-phong") as reader,
+    ):
+        filed = await intake.post("/dossiers", json=land_transfer(40_003))
+        assert filed.status_code == 201, filed.text
+        dossier_id = filed.json()["id"]
+        task = await task_of(reader, dossier_id)
+        await asyncio.sleep(2)  # the bot looks every second: six working hours have not passed
+        assert (await task_of(reader, dossier_id))["status"] == "open"
+
+        # Six working hours later the bot has appraised it (the rule's result) and tax assessed it.
+        received = datetime.fromisoformat(task["received_at"])
+        await set_time(office, received + timedelta(days=1))
+        moved = await wait_for_status(intake, dossier_id, "awaiting_payment")
+        appraisal = next(h for h in moved["handoffs"] if h["action"] == "appraise")
+        assert appraisal["outcome"] == "done"
+        done = (await reader.get("/tasks", params={"status": "done", "assignee": "officer-bot"})).json()
+        assert [t["dossier_id"] for t in done["tasks"]] == [dossier_id]
