@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
 from fastapi import FastAPI
 
 import services.intake
@@ -21,12 +18,9 @@ from services.runtime.settings import ServiceSettings
 from services.runtime.working_days import WorkingDayCalendar
 
 DEFAULT_PORT = services.intake.MANIFEST.default_port
-CATALOG_FILE = Path(__file__).parent / "catalog" / "procedures.yaml"
-
-
-def load_catalog(path: Path = CATALOG_FILE) -> Catalog:
-    """Read and check the procedure catalog file."""
-    return Catalog.from_mapping(yaml.safe_load(path.read_text(encoding="utf-8")))
+def load_catalog() -> Catalog:
+    """The published procedure catalog, read and checked (``Catalog.load``)."""
+    return Catalog.load()
 
 
 def build_runtime(settings: ServiceSettings, *, clock: Clock | None = None) -> tuple[ServiceRuntime, Desk]:
