@@ -125,9 +125,9 @@ class Stack:
         """The token check the stack's services apply (for services run inside a test)."""
         return Access.from_env(self.issuer.env())
 
-    def token(self, *roles: str, subject: str = "") -> str:
+    def token(self, *roles: str, subject: str = "", agency: str | None = None) -> str:
         """A bearer token for ``roles`` (tests, tools; ``make run`` prints how to mint one)."""
-        return self.issuer.mint(*roles, subject=subject or "-".join(roles))
+        return self.issuer.mint(*roles, subject=subject or "-".join(roles), agency=agency)
 
     @property
     def topic_prefix(self) -> str:
@@ -461,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  Sign in:     a bearer token per role (JWT, 8 hours), e.g. for a desk officer:\n"
             f"                 TOKEN=$({mint} --role desk_officer --subject desk-1)\n"
             f'                 curl -H "Authorization: Bearer $TOKEN" {intake}/dossiers/<id>\n'
-            f"               an agency officer: {mint} --role agency_officer --subject land-registry-1\n"
+            f"               an agency officer: {mint} --role agency_officer --agency land_registry"
+            f" --subject land-registry-1\n"
             f"                 then the queue: {stack.services['land_registry'].url}/officer\n"
             f"               an operator: the console link above, or {mint} --role operator\n"
             f"               (roles: citizen, desk_officer, agency_officer, payment_gateway, operator)\n"

@@ -5,6 +5,7 @@ its public half as a JWKS (``jwks.json``) that the services read (``AUTH_JWKS_FI
 are short-lived JWTs naming a subject and their roles::
 
     python -m infra.tokens mint --role desk_officer --subject officer-1
+    python -m infra.tokens mint --role agency_officer --agency land_registry --subject lr-1
     python -m infra.tokens mint --role operator --ttl-hours 8
 
 A deployment with a real identity provider points ``AUTH_JWKS_URL`` at the provider's
@@ -70,8 +71,10 @@ class LocalIssuer:
             write_private(self.jwks_path, json.dumps(jwks, indent=2) + "\n", mode=0o644)
         return kid, key
 
-    def mint(self, *roles: str, subject: str, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> str:
-        """A signed token for ``subject`` with ``roles``."""
+    def mint(
+        self, *roles: str, subject: str, ttl_seconds: int = DEFAULT_TTL_SECONDS, agency: str | None = None
+    ) -> str:
+        """A signed token for ``subject`` with ``roles`` (and, for an officer, their ``agency``)."""
         unknown = set(roles) - {r.value for r in Role}
         if unknown:
             raise ValueError(f"unknown role {', '.join(sorted(unknown))}; roles: {', '.join(Role)}")
@@ -84,6 +87,7 @@ class LocalIssuer:
             "roles": list(roles),
             "iat": now,
             "exp": now + ttl_seconds,
+            **({"agency": agency} if agency else {}),
         }
         return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid})
 
@@ -104,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trust-dir", type=Path, help="the trust directory (default: <run-dir>/trust)")
     parser.add_argument("--role", action="append", default=[], help=f"one of {', '.join(Role)} (repeatable)")
     parser.add_argument("--subject", default="", help="who the token names (default: the first role)")
+    parser.add_argument(
+        "--agency", default=None, help="the agency an agency_officer works for (e.g. land_registry)"
+    )
     parser.add_argument("--ttl-hours", type=float, default=DEFAULT_TTL_SECONDS / 3600)
     args = parser.parse_args(argv)
     issuer = LocalIssuer((args.trust_dir or args.run_dir / "trust") / "tokens")
@@ -114,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give at least one --role")
     try:
         subject = args.subject or args.role[0]
-        token = issuer.mint(*args.role, subject=subject, ttl_seconds=int(args.ttl_hours * 3600))
+        token = issuer.mint(
+            *args.role, subject=subject, ttl_seconds=int(args.ttl_hours * 3600), agency=args.agency
+        )
     except ValueError as exc:
         parser.error(str(exc))
     print(token)

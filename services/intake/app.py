@@ -18,6 +18,8 @@ from services.runtime.settings import ServiceSettings
 from services.runtime.working_days import WorkingDayCalendar
 
 DEFAULT_PORT = services.intake.MANIFEST.default_port
+
+
 def load_catalog() -> Catalog:
     """The published procedure catalog, read and checked (``Catalog.load``)."""
     return Catalog.load()

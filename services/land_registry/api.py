@@ -15,6 +15,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, field_validator
 
+from contracts.agencies import LAND_REGISTRY
 from services.land_registry import store
 from services.land_registry.domain.queue import Colour, time_left
 from services.land_registry.handlers import (
@@ -124,8 +125,9 @@ def _officer(request: Request) -> str:
 def build_router(queue: WorkQueue, access: Access, calendar: WorkingDayCalendar) -> APIRouter:
     """Routes ``/tasks`` and ``/officer``."""
     router = APIRouter(tags=["work queue"])
-    readers = access.requires(Role.AGENCY_OFFICER, Role.OPERATOR)
-    officers = access.requires(Role.AGENCY_OFFICER)
+    # The queue is the land registry's: a tax officer may neither read nor decide it.
+    readers = access.requires(Role.AGENCY_OFFICER, Role.OPERATOR, of_agency=LAND_REGISTRY)
+    officers = access.requires(Role.AGENCY_OFFICER, of_agency=LAND_REGISTRY)
     registry = queue.registry
 
     def view(task: store.Task, *, with_proposal: bool = False) -> TaskView:

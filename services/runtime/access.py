@@ -4,7 +4,8 @@ In production the issuer is the government's OIDC provider (its JWKS by URL, ``A
 ``make run`` and the tests use a local issuer whose public keys are a file (``AUTH_JWKS_FILE``,
 made by :mod:`infra.tokens`). A token names its holder (``sub``) and their roles (the ``roles``
 claim, or the one ``AUTH_ROLES_CLAIM`` names, dotted for nested claims such as Keycloak's
-``realm_access.roles``). A route declares the roles it admits with :meth:`Access.requires`:
+``realm_access.roles``), and an officer's agency (the ``agency`` claim, ``AUTH_AGENCY_CLAIM``).
+A route declares the roles it admits with :meth:`Access.requires`:
 no or bad token → 401, a valid token without one of the roles → 403. The check runs before the
 route reads its body or looks anything up, so neither answer says whether a dossier exists.
 """
@@ -53,6 +54,8 @@ class Principal:
 
     subject: str
     roles: frozenset[str]
+    agency: str | None = None
+    """The agency an officer works for (the ``agency`` claim); an agency's queue admits only its own."""
 
 
 class _Keys:
@@ -92,7 +95,10 @@ class Access:
     issuer: str | None
     audience: str
     roles_claim: str = "roles"
-    _dependencies: dict[frozenset[Role], Callable[..., Awaitable[Principal]]] = field(default_factory=dict)
+    agency_claim: str = "agency"
+    _dependencies: dict[tuple[frozenset[Role], str | None], Callable[..., Awaitable[Principal]]] = field(
+        default_factory=dict
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Access:
@@ -110,6 +116,7 @@ class Access:
             issuer=environ.get("AUTH_ISSUER") or None,
             audience=environ.get("AUTH_AUDIENCE", DEFAULT_AUDIENCE),
             roles_claim=environ.get("AUTH_ROLES_CLAIM", "roles"),
+            agency_claim=environ.get("AUTH_AGENCY_CLAIM", "agency"),
         )
 
     def verify(self, token: str) -> Principal:
@@ -126,12 +133,26 @@ class Access:
             )
         except (jwt.PyJWTError, ValueError) as exc:
             raise _unauthorized(f"invalid token: {exc}") from exc
-        return Principal(subject=str(claims["sub"]), roles=frozenset(_roles(claims, self.roles_claim)))
+        agency = _claim(claims, self.agency_claim)
+        return Principal(
+            subject=str(claims["sub"]),
+            roles=frozenset(_roles(claims, self.roles_claim)),
+            agency=agency if isinstance(agency, str) else None,
+        )
 
-    def requires(self, *roles: Role) -> Any:
-        """A FastAPI dependency admitting a valid token with any of ``roles`` (``Depends(...)``)."""
+    def requires(self, *roles: Role, of_agency: str | None = None) -> Any:
+        """A FastAPI dependency admitting a valid token with any of ``roles`` (``Depends(...)``).
+
+        With ``of_agency``, the ``agency_officer`` role counts only for an officer of that agency
+        (a tax officer cannot decide the land registry's steps); other roles are not scoped.
+        """
         admitted = frozenset(roles)
-        if admitted not in self._dependencies:
+        key = (admitted, of_agency)
+        if key not in self._dependencies:
+            needed = " or ".join(
+                f"{role} of {of_agency}" if of_agency and role == Role.AGENCY_OFFICER else str(role)
+                for role in sorted(admitted)
+            )
 
             async def dependency(
                 request: Request,
@@ -140,22 +161,27 @@ class Access:
                 if credentials is None or credentials.scheme.lower() != "bearer":
                     raise _unauthorized("a bearer token is needed")
                 principal = self.verify(credentials.credentials)
-                if not principal.roles & admitted:
-                    raise HTTPException(
-                        status.HTTP_403_FORBIDDEN,
-                        f"needs the role {' or '.join(sorted(admitted))}",
-                    )
+                held = principal.roles & admitted
+                if of_agency is not None and principal.agency != of_agency:
+                    held -= {Role.AGENCY_OFFICER}
+                if not held:
+                    raise HTTPException(status.HTTP_403_FORBIDDEN, f"needs the role {needed}")
                 request.state.principal = principal
                 return principal
 
-            self._dependencies[admitted] = dependency
-        return Depends(self._dependencies[admitted])
+            self._dependencies[key] = dependency
+        return Depends(self._dependencies[key])
 
 
-def _roles(claims: Mapping[str, Any], path: str) -> list[str]:
+def _claim(claims: Mapping[str, Any], path: str) -> Any:
     value: Any = claims
     for part in path.split("."):
         value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def _roles(claims: Mapping[str, Any], path: str) -> list[str]:
+    value = _claim(claims, path)
     if isinstance(value, str):
         return value.split()
     return [str(role) for role in value] if isinstance(value, list) else []

@@ -37,7 +37,7 @@ async def manual(stack: Stack) -> AsyncIterator[Stack]:
 
 
 def officer(system: Stack, name: str) -> httpx.AsyncClient:
-    token = system.token("agency_officer", subject=name)
+    token = system.token("agency_officer", subject=name, agency="land_registry")
     return httpx.AsyncClient(
         base_url=system.services["land_registry"].url,
         timeout=30,
@@ -143,6 +143,15 @@ async def test_strangers_and_wrong_roles_are_refused(manual: Stack) -> None:
         assert (await anonymous.get("/tasks", headers=forged)).status_code == 401
     async with signed_in(manual, "land_registry", "citizen") as citizen:
         assert (await citizen.get("/tasks")).status_code == 403
+    # An officer of another agency, or of none, is not the land registry's officer.
+    for agency in ("tax", None):
+        token = manual.token("agency_officer", subject="can-bo-thue", agency=agency)
+        async with httpx.AsyncClient(
+            base_url=url, timeout=10, headers={"Authorization": f"Bearer {token}"}
+        ) as outsider:
+            assert (await outsider.get("/tasks")).status_code == 403, agency
+            assert (await outsider.post("/tasks/1/claim")).status_code == 403, agency
+            assert (await outsider.post("/tasks/1/complete", json={"outcome": "done"})).status_code == 403
     async with signed_in(manual, "land_registry", "operator") as operator:
         assert (await operator.get("/tasks")).status_code == 200  # operators may read
         assert (await operator.post("/tasks/1/claim")).status_code == 403
@@ -160,7 +169,7 @@ async def test_the_officers_page_completes_a_task_in_headless_chromium(manual: S
         dossier_id = (await intake.post("/dossiers", json=land_transfer(40_002))).json()["id"]
         task = await task_of(c, dossier_id)
         url = manual.services["land_registry"].url
-        token = manual.token("agency_officer", subject="can-bo-c")
+        token = manual.token("agency_officer", subject="can-bo-c", agency="land_registry")
         profile = Path(tempfile.mkdtemp(prefix="officer-chromium-"))
         errors: list[str] = []
         async with async_playwright() as playwright:

@@ -11,13 +11,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fastapi import HTTPException
+from fastapi import FastAPI, HTTPException
 
 from infra.tokens import LOCAL_ISSUER, LocalIssuer
-from services.runtime.access import DEFAULT_AUDIENCE, Access
+from services.runtime.access import DEFAULT_AUDIENCE, Access, Role
 from services.runtime.settings import ConfigurationError
 
 
@@ -133,3 +134,26 @@ def test_the_jwks_can_come_from_the_providers_url(issuer: LocalIssuer, jwks_serv
     assert access.verify(issuer.mint("agency_officer", subject="lr-1")).roles == {"agency_officer"}
     stranger = LocalIssuer(issuer.root.parent / "elsewhere")
     refused(access, stranger.mint("operator", subject="intruder"))
+
+
+async def test_an_agency_scoped_route_admits_only_that_agencys_officers(
+    issuer: LocalIssuer, access: Access
+) -> None:
+    app = FastAPI()
+
+    @app.get(
+        "/queue",
+        dependencies=[access.requires(Role.AGENCY_OFFICER, Role.OPERATOR, of_agency="land_registry")],
+    )
+    async def queue() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    async def status(token: str) -> int:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return (await client.get("/queue", headers={"Authorization": f"Bearer {token}"})).status_code
+
+    assert await status(issuer.mint("agency_officer", subject="lr", agency="land_registry")) == 200
+    assert await status(issuer.mint("agency_officer", subject="tax", agency="tax")) == 403
+    assert await status(issuer.mint("agency_officer", subject="nobody")) == 403
+    assert await status(issuer.mint("operator", subject="ops")) == 200, "operators are not scoped"
