@@ -23,15 +23,33 @@ from infra.stack import Stack
 from services.replay.replay import REPLAY_ROLES, Target
 
 
-async def create_database(server_url: str, name: str) -> str:
-    """A new, empty database on the server of ``server_url``; its URL."""
+async def create_database(server_url: str, name: str, *, durable: bool = True) -> str:
+    """A new, empty database on the server of ``server_url``; its URL.
+
+    ``durable=False`` is for a throwaway database (a replay, a test system): its commits do not
+    wait for the WAL to reach the disk (``synchronous_commit = off``). A crash of the Postgres
+    server could lose the last few hundred milliseconds of commits, never corrupt anything; a
+    service killed mid-work loses nothing, as with a durable database.
+    """
     conn = await asyncpg.connect(server_url)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    parts = urlsplit(server_url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
+    url = urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+    if not durable:
+        await without_durability(url)
+    return url
+
+
+async def without_durability(database_url: str) -> None:
+    """Sessions opened on this database from now on commit with ``synchronous_commit = off``."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        name = await conn.fetchval("SELECT current_database()")
+        await conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    finally:
+        await conn.close()
 
 
 @asynccontextmanager
@@ -46,7 +64,8 @@ async def fresh_system(
 ) -> AsyncIterator[Stack]:
     """Start ``services`` on virtual time from ``start`` as a new, empty system; stop them after.
 
-    Its agencies answer at once (``AGENCY_DECISIONS=automatic``) unless ``extra_env`` says otherwise.
+    Its agencies answer at once (``AGENCY_DECISIONS=automatic``) unless ``extra_env`` says otherwise;
+    its database is a throwaway one (``create_database(durable=False)``).
     """
     name = name or f"sys{uuid.uuid4().hex[:8]}"
     system = Stack(
@@ -61,7 +80,7 @@ async def fresh_system(
             **(extra_env or {}),
         },
         bootstrap_servers=stack.bootstrap_servers,
-        database_url=await create_database(stack.database_url, name),
+        database_url=await create_database(stack.database_url, name, durable=False),
         trust=stack.secrets,
         extra_key_registries=stack.extra_key_registries,
         admin_access=stack.kafka_access(ADMIN_PRINCIPAL),

@@ -17,6 +17,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from infra.fresh import without_durability
 from infra.kafka import free_port
 from infra.kafka.acls import OPERATOR
 from infra.stack import REPO, Stack, interrupt_on_signals
@@ -66,7 +67,15 @@ async def run(scale: float, run_dir: Path, *, progress: bool = True) -> int:
         trust=trust,
     )
     try:
-        stack.start()
+        stack.start(services=False)
+        if stack.postgres is not None:
+            # Our own embedded server, thrown away after: see infra.fresh.create_database. A
+            # DATABASE_URL given by the user keeps its settings.
+            await without_durability(stack.database_url)
+        for name in stack.ports:
+            stack.start_service(name)
+        for name in stack.ports:
+            stack.wait_healthy(name)
         target = Target(
             kafka=stack.kafka_access(OPERATOR),
             services={name: s.url for name, s in stack.services.items()},
