@@ -199,12 +199,20 @@ def ensure_jars() -> Path:
     return libs
 
 
+_HANDED_OUT: set[int] = set()
+"""Ports free_port already returned: a stack picks all its ports before it binds any, so the
+kernel may offer the same free port twice (a mailbox once answered a service's /clock)."""
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now (for tests; racy)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """Return a TCP port on 127.0.0.1 that is free right now and not handed out before (racy)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _port_in_use(port: int) -> bool:

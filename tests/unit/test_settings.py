@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from infra.kafka import free_port
 from services.runtime.settings import ConfigurationError, ServiceSettings
 
 
@@ -76,3 +77,8 @@ def test_no_database_url_says_how_to_set_it(env: pytest.MonkeyPatch) -> None:
     env.delenv("DATABASE_URL")
     with pytest.raises(ConfigurationError, match="DATABASE_URL is not set"):
         ServiceSettings.from_env("tax", default_port=8002)
+
+
+def test_free_port_never_hands_out_a_port_twice() -> None:
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
