@@ -90,7 +90,7 @@ async def run(scale: float, run_dir: Path, *, progress: bool = True) -> int:
     print(f"\nA year of the seed city (scale {scale}), replayed through the desk, notification and console\n")
     print(table)
     print(
-        f"\n{report.summary()}\n"
+        f"\n{report.summary()}\nwhere the time went: {report.profile()}\n"
         f"replay: {report.wall_seconds:.1f} s wall for {report.inputs:,} events"
         f" = {report.events_per_s:,.0f} events/s; whole run {time.monotonic() - started:.1f} s"
     )

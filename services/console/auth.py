@@ -2,7 +2,8 @@
 
 ``CONSOLE_TOKEN`` sets it; unset, a random token is made at start and the sign-in URL is
 written to the log (so a token never has to be committed anywhere). Everything is refused
-without it except what every service answers openly (``/health``, ``/metrics``, ``/clock``, ``/backlog``),
+without it except what every service answers openly (``/health``, ``/metrics``, ``/clock``, ``/backlog``,
+``/consumed``),
 the sign-in page and the static files (none holds dossier data): pages redirect to the
 sign-in page, the rest answer 401.
 """
@@ -23,7 +24,9 @@ from services.runtime.settings import ConfigurationError
 
 COOKIE = "console_session"
 MIN_TOKEN_LENGTH = 16
-OPEN_PATHS = frozenset({"/health", "/metrics", "/clock", "/backlog", "/login", "/logout", "/favicon.ico"})
+OPEN_PATHS = frozenset(
+    {"/health", "/metrics", "/clock", "/backlog", "/consumed", "/login", "/logout", "/favicon.ico"}
+)
 OPEN_PREFIXES = ("/static/",)
 API_PREFIXES = ("/api/", "/v1/", "/docs", "/openapi.json", "/redoc")
 """Paths answered with 401 rather than a redirect: machines call them."""

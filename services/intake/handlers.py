@@ -143,6 +143,7 @@ class Desk:
             self.runtime.publishes(topics.handoffs(agency), DossierHandedOver)
         self.runtime.run_in_background("deadline_watcher", self.watch_deadlines)
         self.runtime.counts_backlog("alarms_due", store.count_due_alarms)
+        self.runtime.schedules_work(store.next_alarm, self._earliest_alarm)
         for agency in sorted(self.catalog.consumers()):
             self.runtime.subscribe(
                 topics.agency_events(agency),
@@ -269,6 +270,13 @@ class Desk:
         if first != (action, dossier_id) and not (action == "submit" and first[0] == "submit"):
             raise IdempotencyKeyReused(f"Idempotency-Key {key!r} was used to {first[0]} {first[1]}")
         return Handled(await self._load_for_update(uow, first[1]), replayed=True)
+
+    def _earliest_alarm(self, now: datetime) -> datetime:
+        """The soonest an alarm set by a handoff at ``now`` or later can fall due."""
+        shortest = self.catalog.shortest_watched_budget()
+        if shortest is None:
+            return datetime.max.replace(tzinfo=now.tzinfo)  # no step is watched: no alarm ever
+        return self.calendar.add_working_time(now, shortest)
 
     async def watch_deadlines(self) -> None:
         """Fire every passed alarm, forever; the alarms live in Postgres, so a restart loses none."""

@@ -342,6 +342,12 @@ async def count_due_alarms(conn: Connection, now: datetime) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM handoffs WHERE alarm_at <= $1", now))
 
 
+async def next_alarm(conn: Connection, _: datetime) -> datetime | None:
+    """When the earliest alarm not yet fired falls due, None if none is set."""
+    found: datetime | None = await conn.fetchval("SELECT min(alarm_at) FROM handoffs")
+    return found
+
+
 async def trace_context(conn: Connection, dossier_id: str) -> dict[str, str]:
     """The W3C trace context stored at receipt (empty for an unknown dossier)."""
     stored = await conn.fetchval("SELECT trace_context FROM dossiers WHERE id = $1", dossier_id)

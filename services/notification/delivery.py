@@ -39,7 +39,7 @@ import httpx
 from contracts.events import Applicant
 from services.notification.domain.notices import Attachment
 from services.notification.store import DELIVERY_WAKEUP
-from services.runtime.clock import Clock
+from services.runtime.clock import Clock, work_time
 from services.runtime.database import Connection, holds_session_state
 from services.runtime.loops import keep_running
 
@@ -72,6 +72,8 @@ class Outgoing:
     channel: str
     address: str
     attempt: int
+    due_at: datetime
+    """When this attempt fell due (for a first attempt, when the notice was written)."""
     dossier_id: str
     kind: str
     recipient_name: str
@@ -310,17 +312,18 @@ class RetryPolicy:
 
 _CLAIM = """
 WITH due AS (
-    SELECT id FROM deliveries
-    WHERE status = 'pending' AND next_attempt_at <= $1 AND channel = ANY($2::text[])
+    SELECT id, next_attempt_at AS due_at FROM deliveries
+    WHERE status = 'pending' AND (attempts = 0 OR next_attempt_at <= $1) AND channel = ANY($2::text[])
           AND attempts < $4
     ORDER BY next_attempt_at, id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
-UPDATE deliveries d SET attempts = d.attempts + 1, next_attempt_at = $5
+UPDATE deliveries d SET attempts = d.attempts + 1,
+       next_attempt_at = GREATEST(due.due_at, $1) + make_interval(secs => $5)
 FROM due, notices n
 WHERE d.id = due.id AND n.id = d.notice_id
-RETURNING d.id, d.notice_id, d.channel, d.address, d.attempts, n.source_event_id, n.dossier_id,
+RETURNING d.id, d.notice_id, d.channel, d.address, d.attempts, due.due_at, n.source_event_id, n.dossier_id,
           n.kind, n.recipient_name, n.subject, n.body, n.sms_text, n.created_at,
           n.attachment_name, n.attachment_content_type, n.attachment
 """
@@ -331,6 +334,13 @@ UPDATE deliveries SET status = 'failed',
 WHERE status = 'pending' AND next_attempt_at <= $1 AND attempts >= $2 AND channel = ANY($3::text[])
 """
 """Rows whose last allowed attempt was cut short (the worker died while sending)."""
+
+_DUE = "status = 'pending' AND (attempts = 0 OR next_attempt_at <= $1) AND channel = ANY($2::text[])"
+"""A delivery is due: its first attempt as soon as the notice is written, a retry at its time.
+
+The first attempt runs at the notice's time (``work_time``): a replay writes notices ahead of
+the virtual clock, and each is sent at the moment it was written, as when it was recorded.
+"""
 
 
 class DeliveryWorker:
@@ -388,8 +398,7 @@ class DeliveryWorker:
         """Deliveries due and not yet sent (or given up): 0 once the worker has caught up."""
         return int(
             await conn.fetchval(
-                "SELECT count(*) FROM deliveries"
-                " WHERE status = 'pending' AND next_attempt_at <= $1 AND channel = ANY($2::text[])",
+                f"SELECT count(*) FROM deliveries WHERE {_DUE}",
                 now,
                 sorted(self.channels),
             )
@@ -407,12 +416,11 @@ class DeliveryWorker:
         if not self.channels:
             return 0
         now = self._clock.now()
-        lease_until = now + timedelta(seconds=self.policy.lease_seconds)
         channels = sorted(self.channels)
         async with self._pool().acquire() as conn, conn.transaction():
             await conn.execute(_ABANDON, now, self.policy.max_attempts, channels)
             rows = await conn.fetch(
-                _CLAIM, now, channels, self.batch_size, self.policy.max_attempts, lease_until
+                _CLAIM, now, channels, self.batch_size, self.policy.max_attempts, self.policy.lease_seconds
             )
         if not rows:
             return 0
@@ -422,7 +430,7 @@ class DeliveryWorker:
 
     async def _deliver(self, item: Outgoing) -> _Outcome:
         async with self._sending:
-            started = self._clock.now()
+            started = work_time(self._clock, item.due_at)
             provider_id, result = "", "sent"
             try:
                 provider_id = await self.channels[item.channel].send(item)
@@ -431,7 +439,8 @@ class DeliveryWorker:
                 result, detail = "rejected", str(exc)
             except Exception as exc:  # whatever it is, the attempt failed and may be retried
                 result, detail = "error", str(exc) if isinstance(exc, DeliveryError) else repr(exc)
-            return _Outcome(item, result, detail[:2000], provider_id, started, self._clock.now())
+            finished = work_time(self._clock, item.due_at)
+            return _Outcome(item, result, detail[:2000], provider_id, started, finished)
 
     async def _record(self, outcomes: list[_Outcome]) -> None:
         sent = [o for o in outcomes if o.result == "sent"]
@@ -522,6 +531,7 @@ def _outgoing(row: asyncpg.Record) -> Outgoing:
         channel=row["channel"],
         address=row["address"],
         attempt=row["attempts"],
+        due_at=row["due_at"],
         dossier_id=row["dossier_id"],
         kind=row["kind"],
         recipient_name=row["recipient_name"],

@@ -14,13 +14,23 @@ in two, by who wrote each record:
   ``dossier.supplement_requested``) are done again through intake's HTTP API, with the
   recorded dossier id and an ``Idempotency-Key`` derived from the recorded event id.
 
-Time: the services run with ``CLOCK=virtual``. Inputs are taken in order of their event time
-(``ce_time``). The replayer moves every service's clock (``PUT /clock``) to each recorded event
-time in turn, inputs or not, so deadlines fire at the moments they fired when the stream was
-recorded. After each move, and after each round of inputs, it waits until every service has
-finished the work they caused (``GET /backlog`` all zero): the deadline watcher never sees a time
-before the answers that came earlier have been routed, and an alarm due by a moment fires before
-that moment's inputs. A dossier's inputs at one moment go one per round, in recorded order.
+Time: the services run with ``CLOCK=virtual``, and time moves the way Temporal's test server
+moves it, by skipping to where something can happen. Every input carries the moment it happened
+(a record its ``ce_time``, a desk action an ``Event-Time`` header) and is handled at that moment,
+whatever the service's clock says. The clock only fires timed work (intake's deadline alarms),
+so it stops only where such work can fall due: each service with timed work reports a
+*horizon* (``GET /clock``), the earliest moment anything can fall due, already scheduled or
+set by any input from then on (for intake: its next alarm, or the shortest watched step's
+budget ahead). The replayer hands over every input before the first recorded moment at or
+after the horizon (a *window*) without waiting, then stops every clock at that moment (a
+*barrier*): once the services have handled the window's records (``GET /consumed``), it moves
+the clocks there and, if something fell due, waits until it has been done (``GET /backlog``).
+So an alarm fires at the first recorded moment at or after it is due, before that moment's
+inputs, exactly as when every moment was visited in turn; alarms fire in the watcher's order
+(due time, dossier), so apology letters get the same numbers. Inside a window a dossier's inputs
+go one after another: before the next, the replayer waits until every replayed service that
+reads the previous record has handled it, so an answer is on the slip before the payment that
+follows it. Different dossiers overlap freely: the replay runs at the system's throughput.
 
 Replaying the same file again changes nothing: published records are recognised by their event
 ids (the services' inboxes), desk actions by their idempotency keys, and clocks never go back.
@@ -34,8 +44,9 @@ import contextlib
 import os
 import sys
 import time
+from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,8 +109,12 @@ class Plan:
     regenerated: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     marks: set[datetime] = field(default_factory=set)
-    """Times of the records the services write again: the clock stops there too, so the
-    deadline watcher fires at the moments it fired when the stream was recorded."""
+    """Times of the records the services write again: recorded moments where the clock may
+    stop too, so the deadline watcher fires at the moments it fired when the stream was recorded."""
+
+    def moments(self) -> list[datetime]:
+        """Every recorded moment, inputs' and regenerated records', in order."""
+        return sorted({item.at for item in self.inputs} | self.marks)
 
 
 @dataclass
@@ -112,8 +127,29 @@ class ReplayReport:
     already_done: int = 0
     regenerated: int = 0
     moments: int = 0
+    """Clock stops (barriers)."""
+    windows: int = 0
+    """Runs of inputs handed over without a barrier between them."""
+    waits: int = 0
+    """Times a dossier's next input waited for its previous record to be handled."""
     refused: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    """Where the wall time went: handing windows over, and each part of the barriers."""
+
+    @contextlib.contextmanager
+    def timing(self, part: str) -> Iterator[None]:
+        """Add the time the block takes to ``seconds[part]``."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[part] += time.monotonic() - started
+
+    def profile(self) -> str:
+        """Where the wall time went, one line."""
+        parts = sorted(self.seconds.items(), key=lambda kv: -kv[1])
+        return "; ".join(f"{name} {seconds:.1f} s" for name, seconds in parts)
 
     @property
     def events_per_s(self) -> float:
@@ -124,7 +160,8 @@ class ReplayReport:
         """One paragraph for the terminal."""
         return (
             f"replayed {self.inputs} inputs ({self.published} records published, {self.reenacted} desk"
-            f" actions, {self.already_done} already done) over {self.moments} moments of virtual time;"
+            f" actions, {self.already_done} already done) in {self.windows} windows, the clock stopping"
+            f" {self.moments} times;"
             f" {self.regenerated} records left for the services to write again;"
             f" {self.wall_seconds:.1f} s wall, {self.events_per_s:.0f} inputs/s;"
             f" {len(self.refused)} refused"
@@ -194,30 +231,6 @@ _DESK_TYPES = {
 }
 
 
-def moments(
-    inputs: Sequence[Input], marks: Iterable[datetime] = ()
-) -> list[tuple[datetime, list[list[Input]]]]:
-    """Inputs grouped by time, each moment in rounds: a dossier's n-th input there is in round n.
-
-    ``marks`` are moments with no input, where only the clock moves.
-    """
-    by_time: dict[datetime, list[Input]] = {mark: [] for mark in marks}
-    for item in inputs:
-        by_time.setdefault(item.at, []).append(item)
-    grouped = []
-    for at in sorted(by_time):
-        rounds: list[list[Input]] = []
-        seen: dict[str, int] = defaultdict(int)
-        for item in by_time[at]:
-            n = seen[item.dossier]
-            seen[item.dossier] += 1
-            if n == len(rounds):
-                rounds.append([])
-            rounds[n].append(item)
-        grouped.append((at, rounds))
-    return grouped
-
-
 async def wait_until_idle(client: httpx.AsyncClient, services: dict[str, str], *, timeout: float) -> None:
     """Poll every service's ``GET /backlog`` until all counts are 0 twice in a row.
 
@@ -242,7 +255,10 @@ async def wait_until_idle(client: httpx.AsyncClient, services: dict[str, str], *
 
 
 async def _backlog(client: httpx.AsyncClient, url: str) -> dict[str, int]:
-    response = await client.get(f"{url}/backlog")
+    try:
+        response = await client.get(f"{url}/backlog")
+    except httpx.TransportError as exc:  # restarting: busy until it answers again
+        return {"unreachable": 1, type(exc).__name__: 1}
     if response.status_code != 200:
         raise ReplayError(f"{url}/backlog answered {response.status_code}: {response.text[:200]}")
     return dict(response.json())
@@ -268,6 +284,86 @@ REPLAY_ROLES = ("operator", "desk_officer", "payment_gateway")
 """What a replay does again needs these roles in its token."""
 
 
+@dataclass(frozen=True)
+class Sent:
+    """A record the replayer published: where it landed."""
+
+    topic: str
+    """The logical topic name."""
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class ClockReading:
+    """A service's answer to ``GET``/``PUT /clock``."""
+
+    now: datetime
+    next_due: datetime | None
+    horizon: datetime | None
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> ClockReading:
+        """Read a ``/clock`` response body."""
+
+        def time_or_none(key: str) -> datetime | None:
+            value = body.get(key)
+            return datetime.fromisoformat(value) if value else None
+
+        return cls(datetime.fromisoformat(body["now"]), time_or_none("next_due"), time_or_none("horizon"))
+
+
+class Consumption:
+    """What the replayed services have handled of the records published, from their ``/consumed``.
+
+    One look at a time serves every waiter (a window may have hundreds of dossiers waiting);
+    committed offsets only grow, so an old look can say "not yet" but never a wrong "done".
+    """
+
+    def __init__(self, replayer: Replayer) -> None:
+        self._replayer = replayer
+        self._look: asyncio.Future[dict[str, dict[str, dict[str, int]]]] | None = None
+
+    async def handled(
+        self, records: Sequence[Sent], *, timeout: float, among: Collection[str] | None = None
+    ) -> None:
+        """Return once every replayed service (of ``among``) reading a record's topic has handled it."""
+        deadline = time.monotonic() + timeout
+        pause = 0.002
+        while not self._covers(
+            {n: p for n, p in (await self._positions()).items() if among is None or n in among}, records
+        ):
+            if time.monotonic() > deadline:
+                raise ReplayError(f"the services did not handle {len(records)} records in {timeout:.0f}s")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.005)
+
+    async def _positions(self) -> dict[str, dict[str, dict[str, int]]]:
+        if self._look is None:
+            self._look = asyncio.ensure_future(self._fetch())
+            self._look.add_done_callback(self._forget)
+        return await asyncio.shield(self._look)
+
+    def _forget(self, _: object) -> None:
+        self._look = None
+
+    async def _fetch(self) -> dict[str, dict[str, dict[str, int]]]:
+        services = self._replayer.target.services
+        found = await asyncio.gather(
+            *(self._replayer.call("GET", f"{u}/consumed") for u in services.values())
+        )
+        return {name: dict(r.json()) for name, r in zip(services, found, strict=True) if r.status_code == 200}
+
+    @staticmethod
+    def _covers(positions: Mapping[str, Mapping[str, Mapping[str, int]]], records: Sequence[Sent]) -> bool:
+        return all(
+            topic.get(str(r.partition), 0) > r.offset
+            for r in records
+            for service in positions.values()
+            if (topic := service.get(r.topic)) is not None
+        )
+
+
 class Replayer:
     """Performs a plan against a target system."""
 
@@ -277,9 +373,14 @@ class Replayer:
         self.concurrency = asyncio.Semaphore(concurrency)
         self.settle_timeout = settle_timeout
         self.report = ReplayReport()
+        self.consumption = Consumption(self)
+        self._sent: list[Sent] = []
+        """Published since the last barrier: handled by the timed services before their clocks move."""
+        self._timed: set[str] = set()
+        """The replayed services with timed work (a horizon), as last read."""
         # uvicorn closes a keep-alive connection idle for 5 s, httpx's default expiry is also
         # 5 s: a request could go out on a connection the server is closing (httpx.ReadError;
-        # it ended a full-year replay at 45 %). Expire sooner; desk actions are retried too.
+        # it ended a full-year replay at 45 %). Expire sooner; requests are retried too.
         self._http = httpx.AsyncClient(
             timeout=60,
             headers={"Authorization": f"Bearer {target.token}"} if target.token else {},
@@ -298,36 +399,108 @@ class Replayer:
         await self._http.aclose()
 
     async def run(self, planned: Plan, *, speed: float | None = None, progress: bool = True) -> ReplayReport:
-        """Perform every input, moment by moment; ``speed`` = virtual seconds per wall second."""
+        """Perform every input, window by window; ``speed`` = virtual seconds per wall second."""
         started = time.monotonic()
         self.report.regenerated = planned.regenerated
-        grouped = moments(planned.inputs, planned.marks)
-        first = grouped[0][0] if grouped else None
-        with tqdm(total=len(planned.inputs), unit="input", disable=not progress, file=sys.stderr) as bar:
-            await self.settle()
-            for at, rounds in grouped:
-                if speed is not None and first is not None:
-                    wait = (at - first).total_seconds() / speed - (time.monotonic() - started)
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                await self.set_clocks(at)
-                # What falls due by now (deadline alarms) happens before this moment's inputs.
-                await self.settle()
-                for items in rounds:
-                    await asyncio.gather(*(self._perform(item) for item in items))
-                    await self.settle()
-                    bar.update(len(items))
-                self.report.moments += 1
-        self.report.inputs = len(planned.inputs)
+        moments = planned.moments()
+        inputs = planned.inputs
+        times = [item.at for item in inputs]
+        if not moments:
+            return self.report
+        pace = _Pace(moments[0], speed, started)
+        with tqdm(total=len(inputs), unit="input", disable=not progress, file=sys.stderr) as bar:
+            readings = await self.stop_clocks(moments[0], settle_all=True)
+            done = 0
+            while True:
+                clock = max(r.now for r in readings.values())
+                end = _window_end(moments, readings, after=clock)
+                upto = len(inputs) if end is None else bisect_left(times, end)
+                if upto > done:
+                    with self.report.timing("handing over windows"):
+                        await self.hand_over(inputs[done:upto], pace, bar)
+                    self.report.windows += 1
+                    done = upto
+                if end is None:
+                    break
+                readings = await self.stop_clocks(end)
+            await self.stop_clocks(moments[-1], settle_all=True)
+        self.report.inputs = len(inputs)
         self.report.wall_seconds = time.monotonic() - started
         return self.report
 
-    async def set_clocks(self, at: datetime) -> None:
-        """Move every replayed service's virtual clock to ``at`` (never back)."""
+    async def hand_over(self, window: Sequence[Input], pace: _Pace, bar: tqdm[Any]) -> None:
+        """Perform a window's inputs: dossiers side by side, each dossier's one after another."""
+        chains: dict[str, list[Input]] = defaultdict(list)
+        for item in window:
+            chains[item.dossier].append(item)
 
-        async def one(name: str, url: str) -> None:
-            response = await self._http.put(f"{url}/clock", json={"now": at.isoformat()})
-            if response.status_code == 404:
+        async def chain(items: list[Input]) -> None:
+            unhandled: list[Sent] = []
+            for item in items:
+                same_log = item.kind == "publish" and all(u.topic == item.record.topic for u in unhandled)
+                if unhandled and not same_log:  # Kafka keeps a topic's order; across logs we wait
+                    await self.consumption.handled(unhandled, timeout=self.settle_timeout)
+                    self.report.waits += 1
+                    unhandled = []
+                await pace.until(item.at)
+                sent = await self._perform(item)
+                if sent is not None:
+                    unhandled.append(sent)
+                bar.update(1)
+
+        await asyncio.gather(*(chain(items) for items in chains.values()))
+
+    async def stop_clocks(self, at: datetime, *, settle_all: bool = False) -> dict[str, ClockReading]:
+        """A barrier: move the clocks to ``at`` and let what falls due by then be done.
+
+        The services with timed work (a horizon) first handle every record published since the
+        last barrier, then move, and the replayer waits until their due work is done. The others
+        stay where they are until the last stop: what they do is caused by records, each
+        handled at its own time (``clock.work_time``), and a clock moved past a record they
+        have not read yet would make them handle it late. With ``settle_all`` (the first and
+        last stop), every service moves and does everything, until nothing is left to do.
+        """
+        timed = set(self.target.services) if settle_all else self._timed
+        if self._sent:
+            with self.report.timing("barriers: records handled"):
+                await self.consumption.handled(self._sent, timeout=self.settle_timeout, among=timed)
+            self._sent.clear()
+        with self.report.timing("barriers: clocks moved"):
+            readings = await self.set_clocks(at, among=timed)
+        self.report.moments += 1
+        if settle_all:
+            with self.report.timing("settling"):
+                await self.settle()
+                readings = await self.read_clocks()
+            self._timed = {name for name, r in readings.items() if r.horizon is not None}
+            return readings
+        due = {name for name, r in readings.items() if r.next_due is not None and r.next_due <= at}
+        if due:
+            with self.report.timing("barriers: due work done"):
+                readings.update(await self._until_done(at, due))
+        return readings
+
+    async def _until_done(self, at: datetime, services: Collection[str]) -> dict[str, ClockReading]:
+        """Wait until nothing is due by ``at`` any more at ``services`` (alarms fired); their readings."""
+        deadline = time.monotonic() + self.settle_timeout
+        pause = 0.002
+        while True:
+            readings = await self.read_clocks(among=services)
+            if all(r.next_due is None or r.next_due > at for r in readings.values()):
+                return readings
+            if time.monotonic() > deadline:
+                raise ReplayError(f"{', '.join(services)}: work due by {at.isoformat()} not done in time")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
+    async def set_clocks(
+        self, at: datetime, *, among: Collection[str] | None = None
+    ) -> dict[str, ClockReading]:
+        """Move the replayed services' virtual clocks to ``at`` (never back); their readings."""
+
+        async def one(name: str, url: str) -> ClockReading:
+            response = await self.call("PUT", f"{url}/clock", json={"now": at.isoformat()})
+            if response.status_code in (404, 405):
                 raise ReplayError(f"{name} at {url} has no virtual clock: start it with CLOCK=virtual")
             if response.status_code in (401, 403):
                 raise ReplayError(
@@ -335,30 +508,55 @@ class Replayer:
                     f" with the roles {', '.join(REPLAY_ROLES)} (--token or REPLAY_TOKEN)"
                 )
             response.raise_for_status()
+            return ClockReading.of(response.json())
 
-        await asyncio.gather(*(one(n, u) for n, u in self.target.services.items()))
+        return await self._each(one, among)
+
+    async def read_clocks(self, *, among: Collection[str] | None = None) -> dict[str, ClockReading]:
+        """The replayed services' ``GET /clock``."""
+
+        async def one(_: str, url: str) -> ClockReading:
+            response = await self.call("GET", f"{url}/clock")
+            response.raise_for_status()
+            return ClockReading.of(response.json())
+
+        return await self._each(one, among)
+
+    async def _each(
+        self, one: Callable[[str, str], Awaitable[ClockReading]], among: Collection[str] | None
+    ) -> dict[str, ClockReading]:
+        names = [n for n in self.target.services if among is None or n in among]
+        found = await asyncio.gather(*(one(n, self.target.services[n]) for n in names))
+        return dict(zip(names, found, strict=True))
 
     async def settle(self) -> None:
         """Wait until every replayed service reports no backlog, twice in a row."""
         await wait_until_idle(self._http, self.target.services, timeout=self.settle_timeout)
 
-    async def _perform(self, item: Input) -> None:
+    async def call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """:func:`request_again`, for as long as the replay waits for a service."""
+        return await request_again(self._http, method, url, within=self.settle_timeout, **kwargs)
+
+    async def _perform(self, item: Input) -> Sent | None:
         async with self.concurrency:
             if item.kind == "publish":
-                await self._publish(item.record)
+                sent = await self._publish(item.record)
+                self._sent.append(sent)
                 self.report.published += 1
-                return
+                return sent
             await self._reenact(item)
+            return None
 
-    async def _publish(self, record: RecordedRecord) -> None:
+    async def _publish(self, record: RecordedRecord) -> Sent:
         # The record's own timestamp is not reused: Kafka's time retention would delete a
         # replayed year at once. The event's time travels in its ce_time header.
-        await self._producer.send_and_wait(
+        landed = await self._producer.send_and_wait(
             self.target.topic_prefix + record.topic,
             value=record.value,
             key=record.key,
             headers=list(record.headers),
         )
+        return Sent(record.topic, landed.partition, landed.offset)
 
     async def _reenact(self, item: Input) -> None:
         assert item.event is not None
@@ -370,14 +568,18 @@ class Replayer:
         elif item.kind == "pay":
             path += "/payments"
             # The payment names the notice the replayed tax authority issued this time.
-            found = await self._http.get(f"{self.intake}/dossiers/{dossier}")
+            found = await self.call("GET", f"{self.intake}/dossiers/{dossier}")
             body = payment_for(found.json()) if found.status_code == 200 else {}
         elif item.kind == "supplement":
             path += "/supplements"
         else:
             path += "/supplement-requests"
-        response = await post_idempotent(
-            self._http, self.intake + path, json=body, key=f"replay:{item.event.id}"
+        response = await self.call(
+            "POST",
+            self.intake + path,
+            json=body,
+            # The key makes a request sent twice (the connection broke on the way) count once.
+            headers={"Idempotency-Key": f"replay:{item.event.id}", "Event-Time": item.at.isoformat()},
         )
         if response.status_code in (200, 201):
             self.report.reenacted += 1
@@ -389,22 +591,59 @@ class Replayer:
         )
 
 
-async def post_idempotent(
-    client: httpx.AsyncClient, url: str, *, json: Any, key: str, attempts: int = 3
-) -> httpx.Response:
-    """POST with an Idempotency-Key, sent again if the connection failed on the way.
+def _window_end(
+    moments: Sequence[datetime], readings: Mapping[str, ClockReading], *, after: datetime
+) -> datetime | None:
+    """Where the clock stops next: the first recorded moment at or past every horizon, after ``after``.
 
-    Safe because of the key: a request that did reach the desk before the connection broke is
-    answered the second time with what it did the first (``Idempotent-Replayed: true``).
+    None when no service has timed work, or nothing is left: the rest is one window.
     """
-    for attempt in range(1, attempts + 1):
+    horizons = [r.horizon for r in readings.values() if r.horizon is not None]
+    if not horizons:
+        return None
+    at = bisect_left(moments, min(horizons))
+    later = bisect_left(moments, after) + (1 if after in moments else 0)
+    index = max(at, later)  # a horizon at or before the clock: one moment at a time
+    return moments[index] if index < len(moments) else None
+
+
+class _Pace:
+    """Holds inputs back to ``speed`` virtual seconds per wall second (None: as fast as possible)."""
+
+    def __init__(self, first: datetime, speed: float | None, started: float) -> None:
+        self.first = first
+        self.speed = speed
+        self.started = started
+
+    async def until(self, at: datetime) -> None:
+        """Sleep until the wall time ``at`` is due at."""
+        if self.speed is None:
+            return
+        wait = (at - self.first).total_seconds() / self.speed - (time.monotonic() - self.started)
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+async def request_again(
+    client: httpx.AsyncClient, method: str, url: str, *, within: float, **kwargs: Any
+) -> httpx.Response:
+    """An HTTP request, sent again while the connection fails (a closing keep-alive, a restart).
+
+    Only for requests safe to repeat: reads, clock moves, and desk actions with an
+    ``Idempotency-Key`` (a request that did reach the desk before the connection broke is
+    answered the second time with what it did the first, ``Idempotent-Replayed: true``).
+    Gives up with :class:`ReplayError` after ``within`` seconds.
+    """
+    deadline = time.monotonic() + within
+    pause = 0.05
+    while True:
         try:
-            return await client.post(url, json=json, headers={"Idempotency-Key": key})
-        except httpx.TransportError:
-            if attempt == attempts:
-                raise
-            await asyncio.sleep(0.1 * attempt)
-    raise AssertionError("unreachable")
+            return await client.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            if time.monotonic() + pause > deadline:
+                raise ReplayError(f"{method} {url}: no answer within {within:g}s ({exc!r})") from exc
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
 
 def payment_for(dossier: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -71,3 +72,22 @@ def clock_from_env(environ: dict[str, str]) -> Clock:
         return WallClock()
     start = environ.get("VIRTUAL_CLOCK_START")
     return VirtualClock(datetime.fromisoformat(start) if start else datetime.now(UTC))
+
+
+REQUEST_EVENT_TIME: ContextVar[datetime | None] = ContextVar("request_event_time", default=None)
+"""The ``Event-Time`` of the HTTP request being served (a replayed desk action), else None."""
+
+
+def work_time(clock: Clock, event_time: datetime | None, *, now: datetime | None = None) -> datetime:
+    """The time a unit of work caused by something that happened at ``event_time`` runs at.
+
+    On a wall clock, ``now`` (the clock's time if not given): the work happens when it happens.
+    On a virtual clock, the later of the clock and the event: a replay hands services inputs
+    ahead of their clocks, and each is handled at the moment it happened, as when it was
+    recorded; a service whose clock is past the event (it was down, and catches up) handles it
+    late, at its own time. The clock itself fires timed work (deadline alarms, retries).
+    """
+    current = clock.now() if now is None else now
+    if event_time is None or not isinstance(clock, VirtualClock | ManualClock):
+        return current
+    return max(current, event_time)

@@ -41,7 +41,7 @@ from contracts.events import DossierEvent
 from contracts.signing import KeyRegistry, SignatureRefused, SigningKey
 from contracts.upcasting import upcast
 from services.runtime import telemetry
-from services.runtime.clock import Clock
+from services.runtime.clock import Clock, work_time
 from services.runtime.telemetry import Telemetry
 from services.runtime.unit_of_work import UnitOfWork, unit_of_work
 
@@ -323,10 +323,11 @@ class RecordProcessor:
         refuses) rolls it back and comes out as :class:`_Unbatchable`, so the record behind it
         is dead-lettered rather than retried for ever.
         """
+        now = self._clock.now()
         try:
             async with unit_of_work(
                 self._pool(),
-                now=self._clock.now(),
+                now=now,
                 source=self._source,
                 outbox_channel=self._channel,
                 signer=self._signer(),
@@ -337,6 +338,8 @@ class RecordProcessor:
                     if one.event.id not in pending:
                         continue
                     pending.discard(one.event.id)
+                    # Each record at its own time on a virtual clock (a replay runs ahead of it).
+                    uow.now = work_time(self._clock, one.event.time, now=now)
                     with trace.use_span(one.span, end_on_exit=False):
                         await handler(uow, one.event)
         except TRANSIENT_ERRORS:

@@ -1,7 +1,8 @@
 """The HTTP side every service shares: the app, its operations endpoints, body limits, documented statuses.
 
 ``create_service_app`` wraps a :class:`~services.runtime.service.ServiceRuntime` in a FastAPI app
-whose lifespan starts and stops it, with ``/health``, ``/metrics``, ``/backlog`` and ``/clock``.
+whose lifespan starts and stops it, with ``/health``, ``/metrics``, ``/backlog``, ``/consumed``
+and ``/clock``; on a virtual clock it honours a request's ``Event-Time`` (:class:`EventTime`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import uvicorn
@@ -21,8 +23,8 @@ from pydantic import AwareDatetime, BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.runtime.access import AUTH_RESPONSES, Access, Role
-from services.runtime.clock import VirtualClock
-from services.runtime.service import ServiceRuntime
+from services.runtime.clock import REQUEST_EVENT_TIME, VirtualClock
+from services.runtime.service import Schedule, ServiceRuntime
 from services.runtime.settings import ServiceSettings
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -53,6 +55,54 @@ class BodyLimit:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class EventTime:
+    """Serves a request carrying ``Event-Time`` at that time, on a virtual clock only.
+
+    A replay does a recorded desk action again ahead of the service's clock; the header says
+    when it happened, so the work is stamped and timed as it was (never earlier than the clock:
+    ``clock.work_time``). A wall
+    clock refuses the header with 400 rather than ignore it: in production nobody may say when
+    their request happened.
+    """
+
+    HEADER = b"event-time"
+
+    def __init__(self, app: ASGIApp, *, virtual: bool) -> None:
+        self.app = app
+        self.virtual = virtual
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Set the request's event time for the units of work it opens; 400 if it cannot be."""
+        raw = dict(scope["headers"]).get(self.HEADER) if scope["type"] == "http" else None
+        if raw is None:
+            await self.app(scope, receive, send)
+            return
+        when = _aware(raw.decode("latin-1"))
+        problem = (
+            "Event-Time is honoured only on a virtual clock (CLOCK=virtual, replays)"
+            if not self.virtual
+            else None
+            if when is not None
+            else "Event-Time must be an ISO-8601 time with its UTC offset"
+        )
+        if problem is not None or when is None:
+            await JSONResponse({"detail": problem}, status_code=400)(scope, receive, send)
+            return
+        token = REQUEST_EVENT_TIME.set(when)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            REQUEST_EVENT_TIME.reset(token)
+
+
+def _aware(text: str) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
 
 
 class ListsEveryMethod(APIRoute):
@@ -121,6 +171,23 @@ class ClockSetting(BaseModel):
     now: AwareDatetime
 
 
+class ClockReading(BaseModel):
+    """A service's time, and (for a service with timed work) what a replay needs to know of it."""
+
+    now: AwareDatetime
+    clock: str
+    """``virtual`` or ``wall``."""
+    next_due: AwareDatetime | None = None
+    """The earliest scheduled work (a deadline alarm) not yet done; None if there is none."""
+    horizon: AwareDatetime | None = None
+    """Nothing can fall due before this, whatever arrives from ``now`` on; None: no timed work."""
+
+    @classmethod
+    def of(cls, schedule: Schedule, clock: str) -> ClockReading:
+        """The reading of ``schedule``."""
+        return cls(now=schedule.now, clock=clock, next_due=schedule.next_due, horizon=schedule.horizon)
+
+
 def create_service_app(
     runtime: ServiceRuntime,
     *,
@@ -149,6 +216,7 @@ def create_service_app(
     runtime.telemetry.instrument(app)
 
     app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
+    app.add_middleware(EventTime, virtual=isinstance(runtime.clock, VirtualClock))
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
@@ -168,10 +236,19 @@ def create_service_app(
     async def read_backlog() -> dict[str, int]:
         return await runtime.backlog()
 
-    @app.get("/clock", tags=["operations"], summary="The service's current time and clock kind")
-    async def read_clock() -> dict[str, str]:
-        kind = "virtual" if isinstance(runtime.clock, VirtualClock) else "wall"
-        return {"now": runtime.clock.now().isoformat(), "clock": kind}
+    @app.get(
+        "/consumed",
+        tags=["operations"],
+        summary="Per topic and partition, the offset this service has handled every record before",
+    )
+    async def read_consumed() -> dict[str, dict[int, int]]:
+        return await runtime.consumed()
+
+    kind = "virtual" if isinstance(runtime.clock, VirtualClock) else "wall"
+
+    @app.get("/clock", tags=["operations"], summary="The service's time, its next due work and horizon")
+    async def read_clock() -> ClockReading:
+        return ClockReading.of(await runtime.schedule(), kind)
 
     if isinstance(runtime.clock, VirtualClock):
         clock = runtime.clock
@@ -184,8 +261,9 @@ def create_service_app(
             responses=AUTH_RESPONSES,
             dependencies=[operators],
         )
-        async def set_clock(body: ClockSetting) -> dict[str, str]:
-            return {"now": clock.set(body.now).isoformat(), "clock": "virtual"}
+        async def set_clock(body: ClockSetting) -> ClockReading:
+            clock.set(body.now)
+            return ClockReading.of(await runtime.schedule(), kind)
 
     return app
 

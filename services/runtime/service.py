@@ -33,7 +33,7 @@ from contracts.agencies import source_uri
 from contracts.events import DossierEvent
 from contracts.signing import KeyRegistry, SigningKey
 from services.runtime.batches import PromptBatchSubscriber, raw_records, tolerant_parser
-from services.runtime.clock import Clock, clock_from_env
+from services.runtime.clock import REQUEST_EVENT_TIME, Clock, clock_from_env, work_time
 from services.runtime.consumer import DeadLetters, Handler, RecordProcessor
 from services.runtime.database import Connection, Migration, create_pool, migrate
 from services.runtime.outbox_relay import OutboxRelay
@@ -64,6 +64,27 @@ class Publication:
 
 BacklogProbe = Callable[[Connection, datetime], Awaitable[int]]
 """Counts work still owed, on a connection to the service's schema, at the service's time."""
+
+
+DueProbe = Callable[[Connection, datetime], Awaitable[datetime | None]]
+"""When the earliest piece of scheduled work (a deadline alarm) falls due, None if there is none."""
+
+Lead = Callable[[datetime], datetime]
+"""The earliest time work scheduled by an input at ``now`` or later can fall due."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A service's timed work as a replay sees it (``GET /clock``).
+
+    ``next_due``: the earliest work already scheduled, None if none. ``horizon``: nothing can
+    fall due before it, scheduled already or by any input from the clock's time on; a replay
+    hands the service every input before the horizon without waiting, and stops the clock there.
+    """
+
+    now: datetime
+    next_due: datetime | None
+    horizon: datetime | None
 
 
 async def _unpublished_outbox(conn: Connection, _: datetime) -> int:
@@ -100,7 +121,11 @@ class ServiceRuntime:
         self.publications: list[Publication] = []
         self._background: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self._backlog_probes: dict[str, BacklogProbe] = {"outbox": _unpublished_outbox}
+        self._schedules: list[tuple[DueProbe, Lead]] = []
+        self._handled: dict[str, dict[int, int]] = {}
+        """Per consumer group and partition: the offset every record before has been handled at."""
         self._tasks: list[asyncio.Task[None]] = []
+        self._recall: asyncio.Task[None] | None = None
         self._pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
         self._offsets: AIOKafkaConsumer | None = None
@@ -194,6 +219,9 @@ class ServiceRuntime:
         @subscriber
         async def on_records(records: Any) -> None:
             await self.processor.process_batch(records, consumer=consumer, accepts=accepts, handler=handler)
+            handled = self._handled.setdefault(consumer, {})
+            for record in records:
+                handled[record.partition] = max(handled.get(record.partition, 0), record.offset + 1)
 
     def publishes(self, topic: str, *events: type[DossierEvent]) -> None:
         """Declare that this service writes ``events`` to ``topic``.
@@ -217,6 +245,63 @@ class ServiceRuntime:
         Replays and tests wait for every count to reach 0 before they move virtual time on.
         """
         self._backlog_probes[name] = probe
+
+    def schedules_work(self, next_due: DueProbe, lead: Lead) -> None:
+        """Declare timed work (deadline alarms): when the next falls due, and how soon a new one can.
+
+        A replay reads both (``GET /clock``) to hand over inputs in bulk and stop the clock only
+        where something can fall due (see :class:`Schedule`).
+        """
+        self._schedules.append((next_due, lead))
+
+    async def schedule(self) -> Schedule:
+        """The service's time, its earliest scheduled work and its horizon (None: no timed work)."""
+        now = self.clock.now()
+        if not self._schedules:
+            return Schedule(now, None, None)
+        async with self.pool.acquire() as conn:
+            due = [d for probe, _ in self._schedules if (d := await probe(conn, now)) is not None]
+        next_due = min(due, default=None)
+        return Schedule(now, next_due, min([*due, *(lead(now) for _, lead in self._schedules)]))
+
+    async def consumed(self) -> dict[str, dict[int, int]]:
+        """Per topic (logical name) and partition: the offset every group of ours has handled up to.
+
+        A record at offset ``o`` has been handled (or skipped, or dead-lettered) by this service
+        once the figure for its partition is above ``o``. A replay waits on it to keep a
+        dossier's inputs in order across topics. Kept in memory as batches are handled (from the
+        committed offsets at start), so asking after every window costs no round trip to Kafka.
+        """
+        groups: dict[str, list[str]] = {}
+        for s in self.subscriptions:
+            groups.setdefault(s.topic, []).append(s.consumer)
+        positions: dict[str, dict[int, int]] = {}
+        for topic, consumers in groups.items():
+            partitions = await self._partitions(self.kafka_name(topic))
+            positions[topic] = {
+                p.partition: min(self._handled.get(c, {}).get(p.partition, 0) for c in consumers)
+                for p in partitions
+            }
+        return positions
+
+    async def _recall_handled(self) -> None:
+        """Start ``consumed()`` from the groups' committed offsets (a restart resumes there).
+
+        Retried until the broker answers: on a fresh broker the group coordinator comes up
+        after the service does.
+        """
+        for s in self.subscriptions:
+            while True:
+                try:
+                    partitions = await self._partitions(self.kafka_name(s.topic))
+                    committed = await self._committed(self.kafka_name(s.consumer), partitions)
+                    break
+                except Exception as exc:  # any broker error: the next try may succeed
+                    log.debug("%s: committed offsets of %s not known yet (%r)", self.name, s.consumer, exc)
+                    await asyncio.sleep(0.5)
+            handled = self._handled.setdefault(s.consumer, {})
+            for partition, offset in committed.items():
+                handled[partition.partition] = max(handled.get(partition.partition, 0), offset)
 
     async def backlog(self) -> dict[str, int]:
         """Work the service owes: records not yet consumed, unpublished outbox rows, the probes'."""
@@ -308,10 +393,13 @@ class ServiceRuntime:
         self._background.append((name, loop))
 
     def unit_of_work(self) -> AbstractAsyncContextManager[UnitOfWork]:
-        """A transaction for work that does not start from a Kafka record (an HTTP request)."""
+        """A transaction for work that does not start from a Kafka record (an HTTP request).
+
+        It runs at the request's ``Event-Time`` on a virtual clock (a replayed desk action).
+        """
         return unit_of_work(
             self.pool,
-            now=self.clock.now(),
+            now=work_time(self.clock, REQUEST_EVENT_TIME.get()),
             source=self.source,
             outbox_channel=self._outbox_channel,
             signer=self._signer,
@@ -389,13 +477,14 @@ class ServiceRuntime:
         self._tasks = [
             asyncio.create_task(loop(), name=f"{self.name}:{name}") for name, loop in self._background
         ]
+        self._recall = asyncio.create_task(self._recall_handled(), name=f"{self.name}:recall")
         await self.broker.start()
         log.info("%s: started", self.name)
 
     async def stop(self) -> None:
         """Stop consuming first, then relaying, then close connections."""
         await self.broker.stop()
-        for task in self._tasks:
+        for task in [*self._tasks, *([self._recall] if self._recall else [])]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -274,7 +274,7 @@ class Telemetry:
         FastAPIInstrumentor.instrument_app(
             app,
             tracer_provider=self.tracer_provider,
-            excluded_urls="/health,/metrics,/clock",
+            excluded_urls="/health,/metrics,/clock,/backlog,/consumed",
             exclude_spans=["receive", "send"],
         )
 

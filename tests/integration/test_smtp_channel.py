@@ -71,6 +71,7 @@ def outgoing(n: int, address: str) -> Outgoing:
         channel="email",
         address=address,
         attempt=1,
+        due_at=datetime(2026, 3, 9, 1, tzinfo=UTC),
         dossier_id=f"HS-SMTP-{n}",
         kind="received",
         recipient_name="Nguyễn Văn An",

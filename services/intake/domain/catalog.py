@@ -49,6 +49,11 @@ class Step(_Strict):
     mode: Literal["manual", "automatic"] = "automatic"
     """Who decides: an officer works the step from the agency's queue, or the agency's rule at once."""
 
+    @property
+    def watched(self) -> bool:
+        """The desk sets an alarm on it: another agency's step whose time counts."""
+        return self.counts and self.agency not in (ONE_STOP, CITIZEN)
+
 
 class Fee(_Strict):
     """A published fee; ``per`` names an integer field of the details to multiply by."""
@@ -187,6 +192,10 @@ class Catalog(_Strict):
     def agencies_routed(self) -> set[str]:
         """Every agency a route can reach, the desk included, the citizen not."""
         return {s.agency for p in self.procedures for s in p.steps} - {CITIZEN}
+
+    def shortest_watched_budget(self) -> Decimal | None:
+        """The least time any alarm can be set ahead (the smallest watched step's budget), None if none."""
+        return min((s.budget_days for p in self.procedures for s in p.steps if s.watched), default=None)
 
     def consumers(self) -> set[str]:
         """Agencies that take handoffs over Kafka: all but the desk itself and the citizen."""

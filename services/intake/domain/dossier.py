@@ -468,7 +468,6 @@ class Dossier:
     ) -> Handoff:
         # Time the citizen takes (paying) is not counted, so it has no due time and no alarm.
         due = calendar.add_working_time(now, step.budget_days) if step.counts else None
-        watched = step.counts and step.agency not in (ONE_STOP, CITIZEN)
         row = Handoff(
             row=len(self.slip),
             step_index=self.current_step,
@@ -479,7 +478,7 @@ class Dossier:
             counts=step.counts,
             sent_at=now,
             due_at=due,
-            alarm_at=due if watched else None,
+            alarm_at=due if step.watched else None,
         )
         self.slip.append(row)
         return row
