@@ -23,9 +23,10 @@ How the figures become dossiers (assumptions, since the seed gives totals only):
 
 from __future__ import annotations
 
+import hashlib
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -46,6 +47,7 @@ from contracts.events import (
 from contracts.results import AppraisalResult, AssessmentResult, CertificateResult, MortgageResult, StepResult
 from services.intake.app import load_catalog
 from services.intake.domain.catalog import Catalog, Procedure
+from services.intake.handlers import LOOKUP_ALPHABET, LOOKUP_CODE_LENGTH
 from services.replay.recording import RecordedRecord
 from services.runtime.working_days import WorkingDayCalendar
 
@@ -199,6 +201,30 @@ HOUR = Decimal(1) / 8
 """One office hour in working days (8-hour days)."""
 
 
+def dossier_stream(
+    code: str,
+    dossier_id: str,
+    n: int,
+    received: datetime,
+    *,
+    answered_at: Mapping[str, datetime],
+    seed: int = 0,
+    catalog: Catalog | None = None,
+) -> list[RecordedRecord]:
+    """One dossier's boundary records as the year writes them, its agencies answering when told.
+
+    ``answered_at`` maps a step's action to the moment its agency answers (the others answer
+    as in an on-time dossier of the year), for hand-made streams in tests.
+    """
+    procedure = (catalog or load_catalog()).get(code)
+    if procedure is None:
+        raise ValueError(f"the catalog has no {code}")
+    stream = _stream(
+        procedure, dossier_id, n, received, None, random.Random(seed), WorkingDayCalendar(), answered_at
+    )
+    return list(stream)
+
+
 def _stream(
     procedure: Procedure,
     dossier_id: str,
@@ -207,6 +233,7 @@ def _stream(
     late_step: str | None,
     rng: random.Random,
     calendar: WorkingDayCalendar,
+    answered_at: Mapping[str, datetime] | None = None,
 ) -> Iterator[RecordedRecord]:
     """The boundary records of one dossier: its filing, the agencies' answers, the payment."""
     applicant = Applicant(
@@ -233,6 +260,9 @@ def _stream(
             fees=[FeeLine(name=name, amount_vnd=amount) for name, amount in procedure.fee_lines(details)],
             return_place=procedure.return_place,
             details=details,
+            # As recorded: a replay files the dossier again with this code, so every replay of
+            # the year gives the citizen the same one (the desk draws a random one otherwise).
+            lookup_code=_lookup_code(dossier_id),
         ),
         received,
         f"{dossier_id}/received",
@@ -261,6 +291,8 @@ def _stream(
         else:
             hours = budget_hours - 1
         sent, now = now, calendar.add_working_time(now, HOUR * hours)
+        if answered_at and step.action in answered_at:
+            now = answered_at[step.action]
         yield _record(
             topics.agency_events(step.agency),
             step.agency,
@@ -279,6 +311,12 @@ def _stream(
             now,
             f"{dossier_id}/{step.action}",
         )
+
+
+def _lookup_code(dossier_id: str) -> str:
+    """A look-up code as the desk makes them, drawn from the dossier id (the same every run)."""
+    digest = hashlib.sha256(f"lookup:{dossier_id}".encode()).digest()
+    return "".join(LOOKUP_ALPHABET[b % len(LOOKUP_ALPHABET)] for b in digest[:LOOKUP_CODE_LENGTH])
 
 
 def _details(code: str, n: int) -> dict[str, Any]:
