@@ -1,7 +1,7 @@
 """Replay speed: a slice of the generated year replayed into a fresh system on virtual time.
 
 The slice is the year's first working days at the seed's full density (``services.replay.year``
-with ``working_days``), so a moment of virtual time carries as many dossiers as in the real
+with ``working_days``), so a stretch of virtual time carries as many dossiers as in the real
 year. It goes into a fresh desk, notification service and console (own topic prefix, own
 database, virtual clocks) beside the bench's stack, exactly as ``make replay-year`` does it.
 """
@@ -31,6 +31,9 @@ class ReplaySpeed:
     dossiers: int
     events: int
     moments: int
+    """Clock stops (barriers) the replayer made."""
+    windows: int
+    """Runs of inputs handed over between two stops."""
     wall_seconds: float
     events_per_s: float
     refused: int
@@ -57,6 +60,7 @@ async def measure(stack: Stack, *, scale: float, working_days: int, work_dir: Pa
         dossiers=len(year.dossiers),
         events=report.inputs,
         moments=report.moments,
+        windows=report.windows,
         wall_seconds=report.wall_seconds,
         events_per_s=report.events_per_s,
         refused=len(report.refused),

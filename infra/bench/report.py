@@ -184,7 +184,8 @@ def table(results: dict[str, Any]) -> str:
         (
             "replay speed",
             _num(results["replay_events_per_s"], 1, " events/s"),
-            f"{results['replay']['events']} events, {results['replay']['moments']} moments,"
+            f"{results['replay']['events']} events, {results['replay'].get('windows', '?')} windows,"
+            f" {results['replay']['moments']} clock stops,"
             f" {results['replay']['working_days']} working day(s) of the generated year",
         ),
         ("", "", ""),
