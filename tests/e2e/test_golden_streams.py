@@ -12,6 +12,7 @@ citizens.
 
 from __future__ import annotations
 
+import email.utils
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -70,10 +71,18 @@ class Replayed:
             await conn.close()
 
     def letters(self) -> list[Letter]:
-        """Every mail the fresh system sent, in the order it was sent."""
+        """Every mail the fresh system sent, by the virtual time it was sent (its Date), then subject.
+
+        Not by arrival at the mailbox: a replay hands inputs over in windows, and two letters
+        reaching notification by different paths (the desk's events, the tax office's notice)
+        may arrive in either order; their dates are the moments they were sent.
+        """
         assert self.system.mailbox is not None
         sent = []
-        for message in self.system.mailbox.messages():
+        for message in sorted(
+            self.system.mailbox.messages(),
+            key=lambda m: (email.utils.parsedate_to_datetime(str(m["Date"])), str(m["Subject"])),
+        ):
             body = message.get_body(preferencelist=("plain",))
             assert body is not None
             sent.append(
