@@ -28,6 +28,7 @@ from contracts.agencies import agency_of
 from infra.kafka import KafkaNode, ensure_jars, free_port
 from infra.kafka.acls import OPERATOR, declared_grants, principals_of, service_runtimes
 from infra.kafka.acls import apply as apply_grants
+from infra.kafka.cluster import KafkaCluster
 from infra.kafka.node import ADMIN_PRINCIPAL
 from infra.mailbox import MailboxProcess
 from infra.postgres import EmbeddedPostgres, database_url_or_embedded
@@ -92,7 +93,9 @@ class Stack:
     """SMTP port of the development mailbox; 0 picks a free port at start."""
     mail_dir: Path | None = None
     """Where the mailbox stores what it receives (default ``<run_dir>/mail``)."""
-    kafka: KafkaNode | None = None
+    brokers: int = field(default_factory=lambda: int(os.environ.get("KAFKA_BROKERS", "1")))
+    """Kafka nodes to start: 1 (the default), or 3 or more for a replicated cluster (``KAFKA_BROKERS``)."""
+    kafka: KafkaNode | KafkaCluster | None = None
     postgres: EmbeddedPostgres | None = None
     mailbox: MailboxProcess | None = None
     """The mailbox this stack started (None when ``SMTP_HOST`` points at a real server)."""
@@ -157,8 +160,15 @@ class Stack:
             grants,
             passwords,
             partitions=int(os.environ.get("KAFKA_PARTITIONS", "6")),
-            replication=int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1")),
+            replication=self.replication,
         )
+
+    @property
+    def replication(self) -> int:
+        """Replicas per topic: 3 on a cluster this stack started, else ``KAFKA_REPLICATION_FACTOR`` (1)."""
+        if isinstance(self.kafka, KafkaCluster):
+            return 3
+        return int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
 
     def start(self, *, services: bool = True) -> None:
         """Start everything (or only Kafka and Postgres) and wait until each is ready."""
@@ -183,11 +193,19 @@ class Stack:
         else:
             _say("Kafka: preparing Apache Kafka jars (cached after the first run)")
             ensure_jars()
-            self.kafka = KafkaNode(
-                data_dir=self.run_dir / "kafka",
-                security=self.secrets.broker_security(),
-                port=self.kafka_port,
-                controller_port=self.controller_port,
+            self.kafka = (
+                KafkaNode(
+                    data_dir=self.run_dir / "kafka",
+                    security=self.secrets.broker_security(),
+                    port=self.kafka_port,
+                    controller_port=self.controller_port,
+                )
+                if self.brokers == 1
+                else KafkaCluster(
+                    data_dir=self.run_dir / "kafka",
+                    security=self.secrets.broker_security(),
+                    size=self.brokers,
+                )
             )
             if not self.kafka.is_running():
                 self.kafka.start()
@@ -226,6 +244,7 @@ class Stack:
         env.update(
             {
                 "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+                "KAFKA_REPLICATION_FACTOR": str(self.replication),
                 "DATABASE_URL": self.database_url,
                 "PYTHONUNBUFFERED": "1",
                 **{f"{name.upper()}_PORT": str(port) for name, port in self.ports.items()},

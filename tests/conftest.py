@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from infra.kafka import free_port
+from infra.kafka import KafkaNode, free_port
 from infra.stack import SERVICES, Stack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ def stack() -> Iterator[Stack]:
         stack.stop()
         if (run_dir / "logs").exists():
             shutil.copytree(run_dir / "logs", ARTIFACTS / "service-logs", dirs_exist_ok=True)
-        if stack.kafka is not None and stack.kafka.log_path.exists():
+        if isinstance(stack.kafka, KafkaNode) and stack.kafka.log_path.exists():
             ARTIFACTS.mkdir(exist_ok=True)
             shutil.copy(stack.kafka.log_path, ARTIFACTS / "kafka.log")
         shutil.rmtree(run_dir, ignore_errors=True)

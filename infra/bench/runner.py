@@ -29,6 +29,7 @@ from infra.bench.common import cpu_seconds, memory_mb, say
 from infra.bench.load import LoadDriver, Phase
 from infra.bench.report import TARGETS, machine, table
 from infra.kafka import KAFKA_VERSION, free_port
+from infra.kafka.cluster import KafkaCluster
 from infra.kafka.node import ADMIN_PRINCIPAL
 from infra.stack import REPO, SERVICES, Stack, interrupt_on_signals
 from services.runtime.kafka_access import KafkaAccess
@@ -135,8 +136,12 @@ def _service_memory(stack: Stack) -> dict[str, dict[str, float | None]]:
 
 def _component_pids(stack: Stack) -> dict[str, int]:
     pids = {name: s.process.pid for name, s in stack.services.items() if s.process is not None}
-    if stack.kafka is not None and stack.kafka.pid() is not None:
-        pids["kafka"] = stack.kafka.pid() or 0
+    nodes = (
+        stack.kafka.nodes if isinstance(stack.kafka, KafkaCluster) else [stack.kafka] if stack.kafka else []
+    )
+    for n, node in enumerate(nodes, 1):
+        if (pid := node.pid()) is not None:
+            pids["kafka" if len(nodes) == 1 else f"kafka-{n}"] = pid
     if stack.postgres is not None:
         with contextlib.suppress(OSError, ValueError, IndexError):
             postmaster = stack.postgres.data_dir / "postmaster.pid"

@@ -227,7 +227,8 @@ def _port_in_use(port: int) -> bool:
         return False
 
 
-def _random_cluster_id() -> str:
+def random_cluster_id() -> str:
+    """A new cluster id in Kafka's Uuid text form."""
     # Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding.
     # Uuid.randomUuid rejects ids starting with '-' (a CLI would read an option).
     while True:
@@ -311,13 +312,15 @@ class KafkaNode:
         controller_port: int = 9093,
         heap: str = "512m",
         overrides: Mapping[str, str] | None = None,
+        cluster_id: str | None = None,
     ) -> None:
         """Describe a node; nothing touches the disk or the network until :meth:`start`.
 
         ``overrides`` are extra or replacing ``server.properties`` entries, e.g.
         ``{"broker.session.timeout.ms": "3000",
         "broker.heartbeat.interval.ms": "1000"}`` to cut the ~10 s a restart takes
-        after the broker was killed (see :meth:`start`).
+        after the broker was killed (see :meth:`start`). ``cluster_id``: the id the storage is
+        formatted with, shared by the nodes of a cluster (:class:`KafkaCluster`); random if None.
         """
         self.data_dir = Path(data_dir).resolve()
         self.security = security
@@ -325,6 +328,7 @@ class KafkaNode:
         self.controller_port = controller_port
         self.heap = heap
         self.overrides: dict[str, str] = dict(overrides or {})
+        self.cluster_id = cluster_id
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -468,7 +472,7 @@ class KafkaNode:
             "kafka.tools.StorageTool",
             "format",
             "-t",
-            _random_cluster_id(),
+            self.cluster_id or random_cluster_id(),
             "-c",
             str(self.config_path),
             *self.security.format_arguments(),
@@ -553,6 +557,17 @@ class KafkaNode:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         if not self._wait_exit(timeout):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if not self._wait_exit(10):
+                raise KafkaRuntimeError(f"Kafka (pid {pid}) survived SIGKILL")
+        self.pid_path.unlink(missing_ok=True)
+        self._proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crash would (no controlled shutdown); wait until it is gone."""
+        pid = self._proc.pid if self._proc is not None else self.pid()
+        if pid is not None and self.is_running():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             if not self._wait_exit(10):

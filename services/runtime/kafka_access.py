@@ -129,10 +129,15 @@ class KafkaAccess:
             return BaseSecurity(ssl_context=context, use_ssl=True)
         return None
 
+    @property
+    def servers(self) -> list[str]:
+        """The bootstrap addresses one by one (``KAFKA_BOOTSTRAP_SERVERS`` is comma-separated)."""
+        return [server.strip() for server in self.bootstrap_servers.split(",") if server.strip()]
+
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for any aiokafka client: bootstrap servers and security."""
         return {
-            "bootstrap_servers": self.bootstrap_servers,
+            "bootstrap_servers": self.servers,
             "security_protocol": self.security_protocol,
             **parse_security(self.security()),
         }

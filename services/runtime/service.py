@@ -138,7 +138,7 @@ class ServiceRuntime:
         self._dead_letters: DeadLetters | None = None
         self._outbox_channel = f"outbox_{self.name}"
         self.broker = KafkaBroker(
-            settings.kafka.bootstrap_servers,
+            settings.kafka.servers,
             security=settings.kafka.security(),
             client_id=self.name,
             logger=log,

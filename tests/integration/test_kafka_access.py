@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAuthorizationFailedError
 
 from contracts import topics
+from infra.kafka import KafkaNode
 from infra.stack import Stack
 from services.runtime.kafka_access import KafkaAccess
 
@@ -85,5 +86,5 @@ def test_generated_credentials_are_readable_by_their_owner_only(stack: Stack) ->
     assert path.exists()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert stack.kafka is not None  # the session's own broker: its config holds two passwords
+    assert isinstance(stack.kafka, KafkaNode)  # the session's own broker: its config holds two passwords
     assert stat.S_IMODE(stack.kafka.config_path.stat().st_mode) == 0o600
