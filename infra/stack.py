@@ -26,7 +26,7 @@ from typing import Any
 
 from contracts.agencies import agency_of
 from infra.kafka import KafkaNode, ensure_jars, free_port
-from infra.kafka.acls import OPERATOR, declared_grants, principals_of, service_runtimes
+from infra.kafka.acls import OPERATOR, ProvisioningError, declared_grants, principals_of, service_runtimes
 from infra.kafka.acls import apply as apply_grants
 from infra.kafka.cluster import KafkaCluster
 from infra.kafka.node import ADMIN_PRINCIPAL
@@ -163,6 +163,23 @@ class Stack:
             replication=self.replication,
         )
 
+    def _provision_when_formed(self, attempts: int = 10) -> None:
+        """Provision; on a cluster just started, again while its brokers are still joining.
+
+        Every node answering is not yet a formed cluster: librdkafka sends the first requests
+        through the bootstrap connections and fails them ("Broker handle destroyed") while the
+        brokers register. Provisioning is idempotent, so it is simply done again.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                self.provision()
+                return
+            except ProvisioningError as exc:
+                if not isinstance(self.kafka, KafkaCluster) or attempt == attempts:
+                    raise
+                _say(f"Kafka: the cluster is still forming ({exc}); provisioning again")
+                time.sleep(2)
+
     @property
     def replication(self) -> int:
         """Replicas per topic: 3 on a cluster this stack started, else ``KAFKA_REPLICATION_FACTOR`` (1)."""
@@ -211,7 +228,7 @@ class Stack:
                 self.kafka.start()
             self.kafka.wait_ready(timeout=90)
             self.bootstrap_servers = self.kafka.bootstrap_servers
-        self.provision()
+        self._provision_when_formed()
         _say(f"Kafka: ready at {self.bootstrap_servers} (SASL/SCRAM, ACLs from the services' declarations)")
         self.database_url, self.postgres = database_url_or_embedded(self.run_dir / "postgres")
         _say("Postgres: ready" + (" (embedded pgserver)" if self.postgres else " (DATABASE_URL)"))
@@ -322,17 +339,37 @@ class Stack:
         service = self.services.get(name) or ServiceProcess(
             name=name, port=self.ports[name], log_path=log_dir / f"{name}.log"
         )
+        self._launch(service, name, extra_env or {})
+        self.services[name] = service
+        return service
+
+    def start_instance(self, name: str, instance: int) -> ServiceProcess:
+        """Start another instance of service ``name`` (``name#instance``, a free port, its own log).
+
+        It joins the same consumer groups (Kafka shares the partitions between the instances),
+        the same schema and the same outbox; ``wait_healthy`` and ``stop_service`` take the key.
+        """
+        key = f"{name}#{instance}"
+        log_dir = self.run_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        service = self.services.get(key) or ServiceProcess(
+            name=key, port=free_port(), log_path=log_dir / f"{name}-{instance}.log"
+        )
+        self._launch(service, name, {f"{name.upper()}_PORT": str(service.port)})
+        self.services[key] = service
+        return service
+
+    def _launch(self, service: ServiceProcess, name: str, extra_env: dict[str, str]) -> None:
+        """Run ``services.<name>`` for ``service``, its output appended to its log."""
         with service.log_path.open("ab") as log:
             service.process = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}"],
                 cwd=REPO,
-                env={**self.service_env(name), **self._clock_env(), **(extra_env or {})},
+                env={**self.service_env(name), **self._clock_env(), **extra_env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop them in order
             )
-        self.services[name] = service
-        return service
 
     def _clock_env(self) -> dict[str, str]:
         """On a virtual clock, a (re)started service starts at the time its peers have reached."""

@@ -550,19 +550,11 @@ class KafkaNode:
         A no-op if it is not running. Removes the pid file.
         """
         pid = self._proc.pid if self._proc is not None else self.pid()
-        if pid is None or not self.is_running():
-            self.pid_path.unlink(missing_ok=True)
-            self._proc = None
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        if not self._wait_exit(timeout):
+        if pid is not None and self.is_running():
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            if not self._wait_exit(10):
-                raise KafkaRuntimeError(f"Kafka (pid {pid}) survived SIGKILL")
-        self.pid_path.unlink(missing_ok=True)
-        self._proc = None
+                os.kill(pid, signal.SIGTERM)
+            self._wait_exit(timeout)
+        self.kill()  # what the controlled shutdown left running, and the pid file
 
     def kill(self) -> None:
         """SIGKILL the broker, as a crash would (no controlled shutdown); wait until it is gone."""

@@ -489,11 +489,15 @@ class Replayer:
         return readings
 
     async def _until_done(self, at: datetime, services: Collection[str]) -> dict[str, ClockReading]:
-        """Wait until nothing is due by ``at`` any more at ``services`` (alarms fired); their readings."""
+        """Wait until nothing is due by ``at`` any more at ``services`` (alarms fired); their readings.
+
+        It asks by moving the clock to ``at`` again (a no-op unless the service restarted in
+        the meantime, its clock back at its start: then nothing would ever fire).
+        """
         deadline = time.monotonic() + self.settle_timeout
         pause = 0.002
         while True:
-            readings = await self.read_clocks(among=services)
+            readings = await self.set_clocks(at, among=services)
             if all(r.next_due is None or r.next_due > at for r in readings.values()):
                 return readings
             if time.monotonic() > deadline:

@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -24,6 +23,7 @@ from infra.kafka.cluster import KafkaCluster
 from infra.stack import Stack
 from services import manifest
 from tests.dossier_samples import land_transfer, pay, signed_in, wait_for_status
+from tests.exactly_once import assert_each_land_transfer_once
 
 pytestmark = pytest.mark.real
 
@@ -83,34 +83,4 @@ async def test_the_partition_leader_dies_and_nothing_is_lost_or_doubled(cluster_
         for dossier in ids:
             await wait_for_status(intake, dossier, "returned", timeout=120)
 
-    conn = await asyncpg.connect(stack.database_url)
-    try:
-        steps = await conn.fetch(
-            "SELECT dossier_id, count(*) AS n FROM land_registry.steps_done GROUP BY dossier_id"
-        )
-        assessed = await conn.fetch(
-            "SELECT dossier_id, count(*) AS n FROM tax.assessments GROUP BY dossier_id"
-        )
-        deadline = time.monotonic() + 60
-        while True:  # the last notices are still on their way when the last dossier returns
-            notices = await conn.fetch(
-                "SELECT dossier_id, kind, count(*) AS n FROM notification.notices GROUP BY dossier_id, kind"
-            )
-            sent = await conn.fetchval("SELECT count(*) FROM notification.deliveries WHERE status = 'sent'")
-            if (len(notices) >= 3 * len(ids) and sent >= len(notices)) or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.5)
-        returned = await conn.fetchval("SELECT count(*) FROM console.dossiers WHERE returned_at IS NOT NULL")
-    finally:
-        await conn.close()
-
-    assert {r["dossier_id"]: r["n"] for r in steps} == dict.fromkeys(ids, 2)  # appraise, certificate
-    assert {r["dossier_id"]: r["n"] for r in assessed} == dict.fromkeys(ids, 1)
-    kinds = ("receipt", "tax_notice", "result")
-    assert {(r["dossier_id"], r["kind"]) for r in notices} == {(i, k) for i in ids for k in kinds}
-    assert all(r["n"] == 1 for r in notices), [dict(r) for r in notices if r["n"] != 1]
-    assert sent == len(notices)
-    assert returned == len(ids)
-    assert stack.mailbox is not None
-    message_ids = [str(m["Message-ID"]) for m in stack.mailbox.messages()]
-    assert len(message_ids) == len(set(message_ids)) == len(notices)
+    await assert_each_land_transfer_once(stack, ids)
