@@ -7,6 +7,8 @@ Postgres, and the operator console names it from the catalog.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -56,7 +58,13 @@ async def test_a_building_permit_is_reviewed_and_issued_by_the_new_agency(servic
     token = services.env()["CONSOLE_TOKEN"]
     console = services.services["console"].url
     async with httpx.AsyncClient(base_url=console, headers={"Authorization": f"Bearer {token}"}) as client:
-        page = await client.get(f"/dossiers/{dossier_id}")
+        # The console's read model follows the desk's events a moment later (a fresh clone's
+        # run once asked before it had the dossier).
+        deadline = time.monotonic() + 30
+        while (page := await client.get(f"/dossiers/{dossier_id}")).status_code == 404:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
         assert page.status_code == 200, page.text
     assert catalog.agencies["urban_management"].display_name in page.text
     assert "Cấp giấy phép xây dựng" in page.text
