@@ -310,10 +310,17 @@ class RetryPolicy:
         return timedelta(seconds=min(self.cap_seconds, self.base_seconds * 2 ** (attempt - 1)))
 
 
-_CLAIM = """
+_DUE = "status = 'pending' AND (attempts = 0 OR next_attempt_at <= $1) AND channel = ANY($2::text[])"
+"""A delivery is due: its first attempt as soon as the notice is written, a retry at its time.
+
+The first attempt runs at the notice's time (``work_time``): a replay writes notices ahead of
+the virtual clock, and each is sent at the moment it was written, as when it was recorded.
+"""
+
+_CLAIM = f"""
 WITH due AS (
     SELECT id, next_attempt_at AS due_at FROM deliveries
-    WHERE status = 'pending' AND (attempts = 0 OR next_attempt_at <= $1) AND channel = ANY($2::text[])
+    WHERE {_DUE}
           AND attempts < $4
     ORDER BY next_attempt_at, id
     LIMIT $3
@@ -334,13 +341,6 @@ UPDATE deliveries SET status = 'failed',
 WHERE status = 'pending' AND next_attempt_at <= $1 AND attempts >= $2 AND channel = ANY($3::text[])
 """
 """Rows whose last allowed attempt was cut short (the worker died while sending)."""
-
-_DUE = "status = 'pending' AND (attempts = 0 OR next_attempt_at <= $1) AND channel = ANY($2::text[])"
-"""A delivery is due: its first attempt as soon as the notice is written, a retry at its time.
-
-The first attempt runs at the notice's time (``work_time``): a replay writes notices ahead of
-the virtual clock, and each is sent at the moment it was written, as when it was recorded.
-"""
 
 
 class DeliveryWorker:

@@ -44,7 +44,7 @@ import contextlib
 import os
 import sys
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -614,7 +614,7 @@ def window_end(
     if not horizons:
         return None
     at = bisect_left(moments, min(horizons))
-    later = bisect_left(moments, after) + (1 if after in moments else 0)
+    later = bisect_right(moments, after)  # the first moment after the clock
     index = max(at, later)  # a horizon at or before the clock: one moment at a time
     return moments[index] if index < len(moments) else None
 
