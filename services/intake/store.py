@@ -162,11 +162,18 @@ async def claim_request(
 
 async def load(conn: Connection, dossier_id: str, *, for_update: bool = False) -> Dossier | None:
     """The dossier with its slip; ``for_update`` locks it until the transaction ends."""
-    # One round trip: the slip comes along as an array of ``handoffs`` rows (asyncpg decodes
-    # the composite type, so every column keeps its type).
+    # Lock first, read after. One ``SELECT ... FOR UPDATE`` that waited for the lock returns the
+    # dossier row as committed by the holder but the slip subquery as it was before (the
+    # statement's snapshot): an agency's answer racing an alarm then saved the slip without the
+    # alarm's mark, or the alarm re-opened a step the answer had closed.
+    lock = "SELECT 1 FROM dossiers WHERE id = $1 FOR UPDATE"
+    if for_update and await conn.fetchval(lock, dossier_id) is None:
+        return None
+    # The slip comes along as an array of ``handoffs`` rows (asyncpg decodes the composite
+    # type, so every column keeps its type).
     row = await conn.fetchrow(
         "SELECT d.*, ARRAY(SELECT h FROM handoffs h WHERE h.dossier_id = d.id ORDER BY h.row_index) AS slip"
-        " FROM dossiers d WHERE d.id = $1" + (" FOR UPDATE OF d" if for_update else ""),
+        " FROM dossiers d WHERE d.id = $1",
         dossier_id,
     )
     if row is None:
