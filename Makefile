@@ -14,6 +14,7 @@ run: setup kafka-jars ## Start Kafka, Postgres and every service; Ctrl-C stops t
 
 include infra/browser.mk
 include infra/bench.mk
+include infra/chaos.mk
 
 test: setup kafka-jars browser lint contracts-check ## Lint, contracts, then every test (real Kafka and Postgres)
 	$(PY) -m pytest

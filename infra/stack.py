@@ -47,6 +47,8 @@ when it is made, so a service package added at run time (a test's throwaway agen
 """
 
 REPO = Path(__file__).resolve().parent.parent
+MAX_INSTANCES = 6
+"""``SERVICE_INSTANCES`` above this is refused: topics have six partitions, a seventh consumer idles."""
 
 
 @functools.cache
@@ -108,6 +110,8 @@ class Stack:
     """The super user that provisions principals, topics and ACLs."""
     extra_key_registries: tuple[Path, ...] = ()
     """Public keys trusted beside the deployment's own (the golden streams' signers, in tests)."""
+    per_service_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per service, what its processes (every instance, every restart) get beside ``extra_env``."""
 
     def __post_init__(self) -> None:
         if self.trust is None:
@@ -359,13 +363,29 @@ class Stack:
         self.services[key] = service
         return service
 
+    def restart(self, key: str) -> ServiceProcess:
+        """Start again the process ``key`` names: a service, or one of its instances (``name#n``)."""
+        name, _, instance = key.partition("#")
+        return self.start_instance(name, int(instance)) if instance else self.start_service(name)
+
+    def running(self) -> dict[str, ServiceProcess]:
+        """The service processes alive now, by key (``name`` or ``name#n``)."""
+        return {
+            key: s for key, s in self.services.items() if s.process is not None and s.process.poll() is None
+        }
+
     def _launch(self, service: ServiceProcess, name: str, extra_env: dict[str, str]) -> None:
         """Run ``services.<name>`` for ``service``, its output appended to its log."""
         with service.log_path.open("ab") as log:
             service.process = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}"],
                 cwd=REPO,
-                env={**self.service_env(name), **self._clock_env(), **extra_env},
+                env={
+                    **self.service_env(name),
+                    **self._clock_env(),
+                    **self.per_service_env.get(name, {}),
+                    **extra_env,
+                },
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop them in order
@@ -381,7 +401,9 @@ class Stack:
                 continue
             try:
                 with urllib.request.urlopen(f"{service.url}/clock", timeout=2) as response:
-                    moments.append(datetime.fromisoformat(json.load(response)["now"]))
+                    reading = json.load(response)
+                if reading["clock"] == "virtual":  # a peer on the wall clock (per_service_env) is not time
+                    moments.append(datetime.fromisoformat(reading["now"]))
             except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError, ValueError):
                 continue
         return {"VIRTUAL_CLOCK_START": max(moments).isoformat()} if moments else {}
@@ -452,6 +474,24 @@ def _mint_command(run_dir: Path) -> str:
     return f"{shown} -m infra.tokens{where} mint"
 
 
+def _instances(value: str) -> int:
+    """``SERVICE_INSTANCES``: processes per service, 1 to 8."""
+    if not value.isdigit() or not 1 <= int(value) <= MAX_INSTANCES:
+        raise StackError(f"SERVICE_INSTANCES must be a whole number from 1 to {MAX_INSTANCES}, not {value!r}")
+    return int(value)
+
+
+def _instances_summary(stack: Stack, instances: int) -> str:
+    """The extra instances' addresses, for the banner ("" with one instance per service)."""
+    if instances == 1:
+        return ""
+    extra = ", ".join(f"{key} {s.url}" for key, s in stack.services.items() if "#" in key)
+    return (
+        f"  Instances:   {instances} of every service, in the same consumer groups; the extra ones:\n"
+        f"                 {extra}\n"
+    )
+
+
 def _say(message: str) -> None:
     print(f"[stack] {message}", file=sys.stderr, flush=True)
 
@@ -505,7 +545,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     try:
+        instances = _instances(os.environ.get("SERVICE_INSTANCES", "1"))
         stack.start()
+        for n in range(2, instances + 1):
+            for name in ports:
+                stack.start_instance(name, n)
+        for key in [k for k in stack.services if "#" in k]:
+            stack.wait_healthy(key)
         intake = stack.services["intake"].url
         operator_env = stack.write_operator_env()
         mint = _mint_command(args.run_dir)
@@ -531,14 +577,15 @@ def main(argv: list[str] | None = None) -> int:
             f" '{stack.services['notification'].url}/notices?dossier_id=…'\n"
             f"  Mail:        {_mail_summary(stack)}\n"
             f"  Logs:        {args.run_dir / 'logs'}\n"
+            f"{_instances_summary(stack, instances)}"
             f"Press Ctrl-C to stop.",
             flush=True,
         )
         while not stopping:
-            for service in stack.services.values():
+            for key, service in list(stack.services.items()):
                 if service.process is not None and service.process.poll() is not None:
-                    _say(f"{service.name} exited ({service.process.returncode}); restarting")
-                    stack.start_service(service.name)
+                    _say(f"{key} exited ({service.process.returncode}); restarting")
+                    stack.restart(key)
             if stack.mailbox is not None and not stack.mailbox.is_alive():
                 _say("mailbox exited; restarting")
                 stack.start_mailbox()

@@ -187,6 +187,8 @@ class LoadDriver:
         self._cpu_probe = cpu_probe or dict
         self._cpu_start: tuple[float, dict[str, float]] = (0.0, {})
         self._intake_url = intake_url
+        self.desks = [intake_url]
+        """The desks dossiers are filed and paid at, in turn (several when intake is scaled out)."""
         self._database_url = database_url
         self._kafka = kafka
         self._topic_prefix = topic_prefix
@@ -229,8 +231,9 @@ class LoadDriver:
     async def trip(self) -> Trip:
         """File one dossier, pay it when asked, return when the desk has returned the result."""
         n = next(self._numbers)
+        desk = self.desks[n % len(self.desks)]
         submitted = time.perf_counter()
-        response = await self.client.post("/dossiers", json=land_transfer(n), headers=self._desk)
+        response = await self.client.post(f"{desk}/dossiers", json=land_transfer(n), headers=self._desk)
         if response.status_code != 201:
             raise DossierFailed(f"POST /dossiers answered {response.status_code}: {response.text[:500]}")
         dossier_id = response.json()["id"]
@@ -242,7 +245,7 @@ class LoadDriver:
         results = await self.pool.fetchval("SELECT results FROM intake.dossiers WHERE id = $1", dossier_id)
         payment = payment_for({"results": json.loads(results)})
         response = await self.client.post(
-            f"/dossiers/{dossier_id}/payments", json=payment, headers=self._gateway
+            f"{desk}/dossiers/{dossier_id}/payments", json=payment, headers=self._gateway
         )
         if response.status_code != 200:
             raise DossierFailed(

@@ -100,6 +100,18 @@ def _signing_rows(signing: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     ]
 
 
+def _scale_out_row(results: dict[str, Any]) -> tuple[str, str, str]:
+    scaled = results.get("scale_out")
+    if not scaled:
+        return ("ours: scaled out", "not measured", "")
+    return (
+        f"ours: dossiers/s, {scaled['instances']} of each service",
+        _num(scaled["dossiers_per_s"], 1, " dossiers/s"),
+        f"same closed loop through {scaled['instances']} desks; audit: {scaled['lost']} lost,"
+        f" {scaled['doubled']} doubled",
+    )
+
+
 def table(results: dict[str, Any]) -> str:
     """The results as one plain-text table: absolute figures, ratios, the machine."""
     m = results["machine"]
@@ -164,6 +176,7 @@ def table(results: dict[str, Any]) -> str:
             f"{_num(sat['records_handled'] / max(sat['dossiers'], 1), 1)} hops, "
             f"{_num(sat['events_published'] / max(sat['dossiers'], 1), 1)} events per dossier",
         ),
+        _scale_out_row(results),
         (
             "ours: route time p50 / p99",
             f"{_num(sat['route_p50_s'], 2)} / {_num(sat['route_p99_s'], 2)} s",
@@ -209,6 +222,11 @@ def table(results: dict[str, Any]) -> str:
         ("ratio ours / Kafka producer", _ratio(ratios["ours_vs_kafka_producer"]), "hops/s ÷ producer msgs/s"),
         ("ratio ours / Kafka consumer", _ratio(ratios["ours_vs_kafka_consumer"]), "hops/s ÷ consumer msgs/s"),
         ("ratio replay / bare relay", _ratio(ratios["replay_vs_bare_relay"]), "events/s ÷ relay msgs/s"),
+        (
+            "ratio more instances / one",
+            _ratio(ratios.get("instances_vs_one")),
+            "dossiers/s at saturation, same run (target ≥ 1, nothing doubled)",
+        ),
         (
             "target: dossiers/s",
             f"{_num(results['dossiers_per_s'], 1)} vs ≥ {TARGETS['dossiers_per_s']:.0f}",

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from infra.bench import bare_relay, kafka_tools, replay_speed, signing_cost
+from infra.bench import bare_relay, kafka_tools, replay_speed, scale_out, signing_cost
 from infra.bench.bare_relay import SampleRecord
 from infra.bench.common import cpu_seconds, memory_mb, say
 from infra.bench.load import LoadDriver, Phase
@@ -75,6 +75,8 @@ class BenchConfig:
     """Their density (1.0: the seed city's)."""
     crypto_iterations: int = 20_000
     """Signatures (and as many verifications) per repeat of the crypto micro-measurement."""
+    instances: int = 2
+    """Processes per service in the scale-out phase (its closed loop is the saturation phase's)."""
 
 
 FULL = BenchConfig(
@@ -269,6 +271,13 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
             f"moderate load: handoff p50 {moderate.handoff_ms['p50'] or 0:.1f} ms,"
             f" p99 {moderate.handoff_ms['p99'] or 0:.1f} ms"
         )
+        scaled = await scale_out.measure(
+            stack,
+            driver,
+            dossiers=config.saturation_dossiers,
+            concurrency=config.concurrency,
+            instances=config.instances,
+        )
 
     say(f"crypto: {config.crypto_iterations} signatures and verifications of the sample, 5 times")
     timings = signing_cost.time_crypto(keys, iterations=config.crypto_iterations)
@@ -357,6 +366,14 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
             "ours_vs_kafka_producer": _ratio(saturation.hops_per_s, tools.producer_msgs_per_s),
             "ours_vs_kafka_consumer": _ratio(saturation.hops_per_s, tools.consumer_msgs_per_s),
             "replay_vs_bare_relay": _ratio(replayed.events_per_s, relay.msgs_per_s),
+            "instances_vs_one": _ratio(scaled.phase.dossiers_per_s, saturation.dossiers_per_s),
+        },
+        "scale_out": {
+            "instances": scaled.instances,
+            "lost": scaled.lost,
+            "doubled": scaled.doubled,
+            "findings": scaled.findings,
+            **_phase_dict(scaled.phase),
         },
         "targets": TARGETS,
         "kafka_tools": dataclasses.asdict(tools),

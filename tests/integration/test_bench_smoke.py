@@ -86,5 +86,12 @@ async def test_tiny_bench_reports_every_figure(services: Stack) -> None:
     assert signing["verifications_per_dossier"] > 0
     assert signing["dossiers_per_s_unsigned_estimated"] >= signing["dossiers_per_s_signed"] > 0
     assert results["batched_relay_msgs_per_s"] > 0
+    # The same closed loop with two of every service: measured, and nothing lost or doubled.
+    scaled = results["scale_out"]
+    assert (scaled["instances"], scaled["dossiers"]) == (2, 4)
+    assert (scaled["lost"], scaled["doubled"]) == (0, 0), scaled["findings"]
+    assert scaled["dossiers_per_s"] > 0
+    assert results["ratios"]["instances_vs_one"] > 0
+    assert not [key for key in services.services if "#" in key]  # the extra instances are gone
     json.dumps(results)  # what is written to bench-results.json
     assert "dossiers/s" in table(results)
