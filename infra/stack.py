@@ -474,7 +474,7 @@ def _mint_command(run_dir: Path) -> str:
     return f"{shown} -m infra.tokens{where} mint"
 
 
-def _instances(value: str) -> int:
+def instances_from(value: str) -> int:
     """``SERVICE_INSTANCES``: processes per service, 1 to 8."""
     if not value.isdigit() or not 1 <= int(value) <= MAX_INSTANCES:
         raise StackError(f"SERVICE_INSTANCES must be a whole number from 1 to {MAX_INSTANCES}, not {value!r}")
@@ -545,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     try:
-        instances = _instances(os.environ.get("SERVICE_INSTANCES", "1"))
+        instances = instances_from(os.environ.get("SERVICE_INSTANCES", "1"))
         stack.start()
         for n in range(2, instances + 1):
             for name in ports:

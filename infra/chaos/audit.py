@@ -12,10 +12,11 @@ outbox row, no consumer group behind, no new dead letter, every service's ``/hea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -272,6 +273,17 @@ class Auditor:
             return sum((await consumer.end_offsets(partitions)).values())
         finally:
             await asyncio.gather(consumer.stop(), admin.close())
+
+
+@contextlib.asynccontextmanager
+async def audit_pool(system: Stack) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool on ``system``'s database, for an :class:`Auditor`."""
+    pool = await asyncpg.create_pool(system.database_url, min_size=1, max_size=4)
+    assert pool is not None  # asyncpg types it Optional for its own legacy reasons
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 def _note(where: dict[str, list[str]], dossier: str, what: str) -> None:

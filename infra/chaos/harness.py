@@ -24,7 +24,7 @@ from datetime import datetime
 import asyncpg
 import httpx
 
-from infra.chaos.audit import Audit, Auditor
+from infra.chaos.audit import Audit, Auditor, audit_pool
 from infra.chaos.faults import Durations, Fault
 from infra.chaos.load import Citizens, Clocks
 from infra.stack import Stack
@@ -70,10 +70,7 @@ class Harness:
         self.auditor: Auditor
 
     async def __aenter__(self) -> Harness:
-        pool = await asyncpg.create_pool(self.system.database_url, min_size=1, max_size=4)
-        assert pool is not None
-        self.pool = pool
-        self._stack.push_async_callback(pool.close)
+        self.pool = pool = await self._stack.enter_async_context(audit_pool(self.system))
         self.citizens = Citizens(self.system, pool, run=f"chaos-{uuid.uuid4().hex[:8]}")
         self._stack.push_async_callback(self.citizens.close)
         self.auditor = Auditor(self.system, pool)

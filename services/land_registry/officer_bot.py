@@ -45,7 +45,7 @@ class OfficerBot:
     async def work_once(self) -> int:
         """Decide every task whose time has come; how many it decided."""
         async with self.queue.runtime.pool.acquire() as conn:
-            waiting = [t for t in await store.tasks(conn) if t.status != "done"]
+            waiting = await store.waiting_tasks(conn)
         now = self.queue.runtime.clock.now()
         decided = 0
         for task in waiting:

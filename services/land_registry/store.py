@@ -116,11 +116,24 @@ async def open_task(conn: Connection, handover: DossierHandedOver, *, received_a
 
 
 async def tasks(conn: Connection, *, status: str | None = None, limit: int = 500) -> list[Task]:
-    """Tasks, soonest due first (only those in ``status`` if given)."""
+    """Tasks, those still to decide first, then soonest due first (only ``status`` if given).
+
+    Decided tasks pile up for ever; ordered first by due date they filled the limit and hid
+    every newer task still waiting (the fault harness saw the officer bot stop at 500 tasks).
+    """
     rows = await conn.fetch(
         f"SELECT {TASK_COLUMNS} FROM tasks WHERE ($1::text IS NULL OR status = $1)"
-        " ORDER BY due_at, id LIMIT $2",
+        " ORDER BY status = 'done', due_at, id LIMIT $2",
         status,
+        limit,
+    )
+    return [Task.from_row(r) for r in rows]
+
+
+async def waiting_tasks(conn: Connection, *, limit: int = 500) -> list[Task]:
+    """Tasks open or claimed, soonest due first."""
+    rows = await conn.fetch(
+        f"SELECT {TASK_COLUMNS} FROM tasks WHERE status IN ('open', 'claimed') ORDER BY due_at, id LIMIT $1",
         limit,
     )
     return [Task.from_row(r) for r in rows]

@@ -15,11 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from infra.chaos.audit import Auditor
+from infra.chaos.audit import Auditor, audit_pool
 from infra.chaos.faults import FAULTS
 from infra.stack import REPO, Stack
 from services import manifest
@@ -40,9 +39,7 @@ async def test_the_audit_names_a_lost_step_a_doubled_e_mail_and_a_dead_letter(st
                 assert (await pay(desk, dossier)).status_code == 200
             for dossier in filed:
                 await wait_for_status(desk, dossier, "returned", timeout=60)
-        pool = await asyncpg.create_pool(system.database_url, min_size=1, max_size=2)
-        assert pool is not None
-        try:
+        async with audit_pool(system) as pool:
             auditor = Auditor(system, pool, officers=False)  # the session's agencies decide at once
             await auditor.start()
             before = await auditor.settled(filed, timeout=60)
@@ -84,8 +81,6 @@ async def test_the_audit_names_a_lost_step_a_doubled_e_mail_and_a_dead_letter(st
                 await asyncio.sleep(1)
                 after = await auditor.audit(filed)
             assert "1 records dead-lettered" in after.stuck, after.stuck
-        finally:
-            await pool.close()
 
 
 async def _produce_garbage(system: Stack, topic: str) -> None:

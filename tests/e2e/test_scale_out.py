@@ -5,7 +5,8 @@ consumer groups, so Kafka splits the partitions between them; the outbox relay s
 publisher per schema (an advisory lock), the deadline watcher and the delivery worker lock the
 rows they take. Land transfers are filed through both desks; half-way, one instance of every
 service is stopped (the groups rebalance under load) and the rest is paid through the other
-desk. Every dossier must still come back exactly once, with one e-mail per notice.
+desk. The fault harness's audit must find every dossier back exactly once, every step, notice
+and e-mail once, the console's copy complete and nothing stuck or dead-lettered.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import asyncio
 
 import pytest
 
+from infra.chaos.audit import Auditor, audit_pool
 from infra.stack import Stack
 from services import manifest
 from tests.dossier_samples import land_transfer, pay, signed_in, wait_for_status
-from tests.exactly_once import assert_each_land_transfer_once
 from tests.systems import fresh_system
 
 pytestmark = pytest.mark.real
@@ -26,7 +27,9 @@ SERVICES = tuple(m.name for m in manifest.manifests())
 
 
 async def test_two_instances_of_every_service_lose_and_double_nothing(stack: Stack) -> None:
-    async with fresh_system(stack, SERVICES) as system:
+    async with fresh_system(stack, SERVICES) as system, audit_pool(system) as pool:
+        auditor = Auditor(system, pool, officers=False)  # the session's agencies decide at once
+        await auditor.start()
         for name in SERVICES:
             system.start_instance(name, 2)
         for name in SERVICES:
@@ -48,4 +51,6 @@ async def test_two_instances_of_every_service_lose_and_double_nothing(stack: Sta
                 assert (await pay(first, dossier)).status_code == 200
             for dossier in ids:
                 await wait_for_status(first, dossier, "returned", timeout=120)
-        await assert_each_land_transfer_once(system, ids)
+        audit = await auditor.settled(ids, timeout=60)
+        assert audit.clean, audit.details()
+        assert audit.dossiers == 20
