@@ -69,6 +69,8 @@ class ServiceProcess:
     port: int
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    stopped: bool = False
+    """Stopped on purpose (``Stack.stop_service``); one that exited otherwise is for a supervisor."""
 
     @property
     def url(self) -> str:
@@ -374,8 +376,17 @@ class Stack:
             key: s for key, s in self.services.items() if s.process is not None and s.process.poll() is None
         }
 
+    def exited(self) -> list[str]:
+        """The service processes (keys) that exited by themselves: a supervisor restarts them."""
+        return [
+            key
+            for key, s in self.services.items()
+            if s.process is not None and s.process.poll() is not None and not s.stopped
+        ]
+
     def _launch(self, service: ServiceProcess, name: str, extra_env: dict[str, str]) -> None:
         """Run ``services.<name>`` for ``service``, its output appended to its log."""
+        service.stopped = False
         with service.log_path.open("ab") as log:
             service.process = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}"],
@@ -428,7 +439,10 @@ class Stack:
     def stop_service(self, name: str, *, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         """Stop one service: SIGTERM is graceful, SIGKILL simulates a crash."""
         service = self.services.get(name)
-        if service is None or service.process is None or service.process.poll() is not None:
+        if service is None or service.process is None:
+            return
+        service.stopped = True
+        if service.process.poll() is not None:
             return
         service.process.send_signal(sig)
         try:
@@ -582,10 +596,9 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         while not stopping:
-            for key, service in list(stack.services.items()):
-                if service.process is not None and service.process.poll() is not None:
-                    _say(f"{key} exited ({service.process.returncode}); restarting")
-                    stack.restart(key)
+            for key in stack.exited():
+                _say(f"{key} exited; restarting")
+                stack.restart(key)
             if stack.mailbox is not None and not stack.mailbox.is_alive():
                 _say("mailbox exited; restarting")
                 stack.start_mailbox()

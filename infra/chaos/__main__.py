@@ -71,6 +71,8 @@ async def run(faults: list[Fault], durations: Durations, *, seed: int, tick: flo
                 outcomes.append(outcome)
                 verdict = "clean" if outcome.audit.clean else "FOUND: " + " | ".join(outcome.audit.details())
                 _say(f"{fault.name}: {outcome.audit.dossiers} dossiers, {verdict}")
+                if outcome.restarted:
+                    _say(f"{fault.name}: stopped by themselves, restarted: {', '.join(outcome.restarted)}")
     finally:
         await asyncio.to_thread(system.stop)
         logs = REPO / "test-artifacts" / "chaos-logs"
@@ -99,6 +101,7 @@ def as_json(outcomes: list[Outcome], *, quick: bool, seed: int, seconds: float) 
                 "first_recovered_seconds": _round(o.first_recovered_seconds),
                 "recovered_seconds": _round(o.recovered_seconds),
                 "settled_seconds": round(o.settled_seconds, 1),
+                "restarted_by_supervisor": o.restarted,
                 "findings": o.audit.details(limit=50),
             }
             for o in outcomes

@@ -51,6 +51,8 @@ class Outcome:
     still down)."""
     settled_seconds: float
     """From the end of the load until the audit found everything done (or gave up)."""
+    restarted: list[str]
+    """Services that stopped by themselves (a stall) and were started again meanwhile."""
 
 
 class Harness:
@@ -65,6 +67,8 @@ class Harness:
         self.wall_clock = wall_clock
         self.rng = random.Random(seed)
         self._stack = contextlib.AsyncExitStack()
+        self.restarts: list[str] = []
+        """Services the supervisor started again after they exited by themselves, in order."""
         self.pool: asyncpg.Pool
         self.citizens: Citizens
         self.auditor: Auditor
@@ -76,7 +80,7 @@ class Harness:
         self.auditor = Auditor(self.system, pool)
         await self.auditor.start()
         clocks = Clocks(self.system, self.start, tick=self.tick, wall_clock=self.wall_clock)
-        for loop in (clocks.run(), self.citizens.pay_when_asked()):
+        for loop in (clocks.run(), self.citizens.pay_when_asked(), self._supervise()):
             task = asyncio.create_task(loop)
             self._stack.push_async_callback(_cancel, task)
         return self
@@ -87,6 +91,7 @@ class Harness:
     async def scenario(self, fault: Fault, durations: Durations, *, settle_timeout: float) -> Outcome:
         """Run one scenario and audit it."""
         samples: list[tuple[float, int | None]] = []
+        restarts_before = len(self.restarts)
         sampler = asyncio.create_task(self._sample(samples))
         try:
             filing = asyncio.create_task(self.citizens.file_steadily(RATE, durations.window))
@@ -105,7 +110,21 @@ class Harness:
             recovered(samples, broken.at),
             recovered(samples, broken.at, first=True),
             settled,
+            self.restarts[restarts_before:],
         )
+
+    async def _supervise(self) -> None:
+        """As ``make run`` does: start again, at once, a service that exited by itself.
+
+        A fault restarts what it killed; a service that stops itself (its consumers stalled)
+        needs this, as it needs a supervisor in production.
+        """
+        while True:
+            for key in self.system.exited():
+                log.warning("%s exited by itself; starting it again", key)
+                self.restarts.append(key)
+                await asyncio.to_thread(self.system.restart, key)
+            await asyncio.sleep(1)
 
     async def _sample(self, samples: list[tuple[float, int | None]]) -> None:
         """Every ``SAMPLE_SECONDS``: the system's backlog, None while a service is unhealthy."""

@@ -7,8 +7,12 @@ and ``/clock``; on a virtual clock it honours a request's ``Event-Time`` (:class
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -26,6 +30,8 @@ from services.runtime.access import AUTH_RESPONSES, Access, Role
 from services.runtime.clock import REQUEST_EVENT_TIME, VirtualClock
 from services.runtime.service import Schedule, ServiceRuntime
 from services.runtime.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 """Largest HTTP request body a service reads; a dossier is a few kilobytes."""
@@ -203,11 +209,21 @@ def create_service_app(
     """
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        # Only a service process (``serve``) stops itself; an app run inside a test does not.
+        watchdog = (
+            asyncio.create_task(_stop_when_stalled(runtime))
+            if getattr(app.state, "stop_when_stalled", False)
+            else None
+        )
         try:
             yield
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
             await runtime.stop()
 
     app = FastAPI(title=title, description=description, lifespan=lifespan)
@@ -268,8 +284,42 @@ def create_service_app(
     return app
 
 
+STOP_GRACE_SECONDS = 30.0
+"""How long a service stopping itself over a stall may take to finish in-flight work."""
+EXIT_STALLED = 3
+"""The exit status when the graceful stop over a stall did not finish in time."""
+
+
+async def _stop_when_stalled(runtime: ServiceRuntime) -> None:
+    """Stop this process once a consumer has stalled, for its supervisor to start it afresh.
+
+    aiokafka can stop fetching for good after a broker restart or a group coordinator moving
+    (aiokafka #1154, #847; ``make chaos`` saw four services stall when Kafka moved leaders back
+    to their preferred brokers), with no error anywhere. A new process resumes from the
+    committed offsets and its inbox skips what was done, so a restart loses and doubles nothing.
+    """
+    stalled = await runtime.wait_for_stall()
+    log.error(
+        "%s: consumers stalled (records waiting, nothing committed for %.0f s): %s;"
+        " stopping, for the supervisor to start the service again",
+        runtime.name,
+        runtime.settings.consumer_stall_seconds,
+        ", ".join(stalled),
+    )
+    # The graceful stop can hang on the stuck consumer itself; leaving abruptly loses nothing.
+    deadline = threading.Timer(STOP_GRACE_SECONDS, os._exit, args=(EXIT_STALLED,))
+    deadline.daemon = True  # a graceful stop in time exits without waiting for it
+    deadline.start()
+    signal.raise_signal(signal.SIGTERM)
+
+
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
-    """Run a service's app until SIGTERM/SIGINT (graceful: in-flight work finishes)."""
+    """Run a service's app until SIGTERM/SIGINT (graceful: in-flight work finishes).
+
+    A service whose consumers stall for ``CONSUMER_STALL_SECONDS`` stops itself the same way
+    (:func:`_stop_when_stalled`); its supervisor starts it again.
+    """
+    app.state.stop_when_stalled = True
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"),
         format=f"%(asctime)s {settings.service} %(levelname)s %(name)s: %(message)s",

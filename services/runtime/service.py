@@ -352,6 +352,24 @@ class ServiceRuntime:
                 stalled.append(group)
         return stalled
 
+    async def wait_for_stall(self, *, every: float | None = None) -> list[str]:
+        """Look at the consumers' progress every ``every`` seconds; the stalled ones, once there are.
+
+        ``every`` defaults to a quarter of ``consumer_stall_seconds`` (at most 10 s). A look that
+        fails (Kafka away a moment) is skipped: the next one decides.
+        """
+        interval = every or min(10.0, self.settings.consumer_stall_seconds / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with asyncio.timeout(5):
+                    stalled = await self.stalled_consumers()
+            except Exception:
+                log.warning("%s: consumer progress check failed", self.name, exc_info=True)
+                continue
+            if stalled:
+                return stalled
+
     async def _partitions(self, topic: str) -> list[TopicPartition]:
         """The topic's partitions, asked once (the service created the topic at start)."""
         if topic not in self._topic_partitions:
