@@ -429,8 +429,9 @@ async def _record(
     trace_context: dict[str, str] | None = None,
 ) -> None:
     """Save the dossier, and publish its events and its new state, all in this unit of work."""
+    state = dossier.progress(work.now)  # before saving: it moves the dossier's progressed_at
     await dossiers.save(dossier, trace_context=trace_context)
-    for event in [*events, dossier.progress(work.now)]:
+    for event in [*events, state]:
         if isinstance(event, DossierHandedOver):
             await work.publish(event, topic=topics.handoffs(event.to_agency))
         else:

@@ -107,6 +107,13 @@ MIGRATIONS = (
         ALTER TABLE dossiers ADD COLUMN lookup_code text NOT NULL DEFAULT '';
         """,
     ),
+    Migration(
+        "intake-006-progressed-at",
+        """
+        -- The time of the last state published to the read models: the next is never earlier.
+        ALTER TABLE dossiers ADD COLUMN progressed_at timestamptz;
+        """,
+    ),
 )
 
 
@@ -201,6 +208,7 @@ async def load(conn: Connection, dossier_id: str, *, for_update: bool = False) -
         original_appointment_at=row["original_appointment_at"],
         apologised_at=row["apologised_at"],
         lookup_code=row["lookup_code"],
+        progressed_at=row["progressed_at"],
         slip=[
             Handoff(
                 row=h["row_index"],
@@ -249,29 +257,29 @@ WITH dossier AS (
     INSERT INTO dossiers (id, procedure_code, procedure_name, level, return_place, route,
         applicant, documents, details, fees_vnd, received_at, appointment_at, status,
         current_step, results, returned_at, statutory_limit_days, paused_at,
-        original_appointment_at, apologised_at, trace_context, lookup_code)
+        original_appointment_at, apologised_at, trace_context, lookup_code, progressed_at)
     VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9::jsonb, $10, $11, $12,
-        $13, $14, $15::jsonb, $16, $17, $18, $19, $20, coalesce($21::jsonb, '{{}}'), $22)
+        $13, $14, $15::jsonb, $16, $17, $18, $19, $20, coalesce($21::jsonb, '{{}}'), $22, $23)
     ON CONFLICT (id) DO UPDATE SET status = excluded.status,
         current_step = excluded.current_step, results = excluded.results,
         documents = excluded.documents, details = excluded.details,
         appointment_at = excluded.appointment_at, returned_at = excluded.returned_at,
         paused_at = excluded.paused_at,
         original_appointment_at = excluded.original_appointment_at,
-        apologised_at = excluded.apologised_at,
+        apologised_at = excluded.apologised_at, progressed_at = excluded.progressed_at,
         trace_context = coalesce($21::jsonb, dossiers.trace_context), updated_at = now()
     RETURNING id
 )
 INSERT INTO handoffs (dossier_id, {_SLIP_NAMES})
 SELECT dossier.id, slip.* FROM dossier,
-    unnest({unnest_arrays(_SLIP_COLUMNS, 23)})
+    unnest({unnest_arrays(_SLIP_COLUMNS, 24)})
     AS slip({_SLIP_NAMES})
 ON CONFLICT (dossier_id, row_index) DO UPDATE SET received_at = excluded.received_at,
     completed_at = excluded.completed_at, outcome = excluded.outcome, note = excluded.note,
     late_by_days = excluded.late_by_days, alarm_at = excluded.alarm_at,
     overdue_at = excluded.overdue_at
 """
-"""The dossier and its slip (one array per slip column, ``$23`` on) in one statement."""
+"""The dossier and its slip (one array per slip column, ``$24`` on) in one statement."""
 
 
 async def save(conn: Connection, dossier: Dossier, *, trace_context: dict[str, str] | None = None) -> None:
@@ -304,6 +312,7 @@ async def save(conn: Connection, dossier: Dossier, *, trace_context: dict[str, s
         dossier.apologised_at,
         None if trace_context is None else json.dumps(trace_context),
         dossier.lookup_code,
+        dossier.progressed_at,
         [h.row for h in slip],
         [h.step_index for h in slip],
         [h.from_agency for h in slip],

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from contracts import topics
-from contracts.events import DossierHandedOver, StepCompleted
+from contracts.events import DossierHandedOver, DossierProgressed, StepCompleted
 from contracts.results import AppraisalResult
 from services.intake.app import load_catalog
 from services.intake.handlers import record_answer
@@ -33,10 +33,8 @@ async def answer(dossiers: InMemoryDossiers, done: StepCompleted, now: datetime)
     return work
 
 
-async def test_an_appraisal_hands_the_dossier_to_tax_and_records_the_slip() -> None:
-    dossiers, appraise = at_the_land_registry()
-    later = MONDAY + timedelta(days=1)
-    appraisal = AppraisalResult(
+def _appraisal() -> AppraisalResult:
+    return AppraisalResult(
         parcel_ref="phuong-3/tờ 12/thửa 301",
         area_m2=Decimal(100),
         land_use_code="ODT",
@@ -44,6 +42,12 @@ async def test_an_appraisal_hands_the_dossier_to_tax_and_records_the_slip() -> N
         table_value_vnd=1_200_000_000,
         declared_price_vnd=1_500_000_000,
     )
+
+
+async def test_an_appraisal_hands_the_dossier_to_tax_and_records_the_slip() -> None:
+    dossiers, appraise = at_the_land_registry()
+    later = MONDAY + timedelta(days=1)
+    appraisal = _appraisal()
     done = StepCompleted.answering(
         appraise, outcome="done", received_at=later, completed_at=later, result=appraisal
     )
@@ -76,3 +80,27 @@ async def test_an_answer_the_dossier_cannot_take_is_rejected_and_changes_nothing
     with pytest.raises(EventRejected, match="no dossier HS-NOBODY"):
         await answer(dossiers, unknown, MONDAY)
     assert dossiers.saves == 0
+
+
+async def test_a_state_published_after_waiting_for_the_lock_is_never_stamped_earlier_than_the_last() -> None:
+    # The answer's unit of work took its time, then waited while an alarm committed a later
+    # state: its own (newer) state must not look older to the read models, which keep the newest.
+    dossiers, appraise = at_the_land_registry()
+    later = MONDAY + timedelta(days=1)
+    alarm_time = later + timedelta(hours=2)
+    dossiers.rows["HS-FAKE-1"].progressed_at = alarm_time
+    done = StepCompleted.answering(
+        appraise, outcome="done", received_at=later, completed_at=later, result=_appraisal()
+    )
+    work = await answer(dossiers, done, later)
+
+    (state,) = [e for t, e in work.published if t == topics.INTAKE_EVENTS]
+    assert isinstance(state, DossierProgressed)
+    assert state.updated_at == alarm_time
+    assert state.slip[1].completed_at == later  # the step keeps its own time
+    assert dossiers.rows["HS-FAKE-1"].progressed_at == alarm_time
+
+    # Time moving on as usual stamps the next state with its own time.
+    assert dossiers.rows["HS-FAKE-1"].progress(
+        alarm_time + timedelta(hours=1)
+    ).updated_at == alarm_time + timedelta(hours=1)

@@ -155,6 +155,8 @@ class Dossier:
     apologised_at: datetime | None = None
     lookup_code: str = ""
     """Printed on the receipt: with the dossier's id, it opens the public status look-up."""
+    progressed_at: datetime | None = None
+    """The time of the last state published (:meth:`progress`); the next is never earlier."""
 
     @classmethod
     def receive(
@@ -384,7 +386,16 @@ class Dossier:
         return events
 
     def progress(self, now: datetime) -> DossierProgressed:
-        """The dossier's state as an event, for read models."""
+        """The dossier's state as an event, for read models, stamped no earlier than the last.
+
+        Read models keep the newest ``updated_at``. A unit of work takes its time when it
+        starts, and may then wait for the dossier's lock while another one commits a later
+        time: stamped with its own, the newer state would look older and be dropped (``make
+        chaos`` saw a returned dossier left "processing" on the console).
+        """
+        if self.progressed_at is not None and self.progressed_at > now:
+            now = self.progressed_at
+        self.progressed_at = now
         return DossierProgressed(
             dossier_id=self.id,
             procedure_code=self.procedure_code,
