@@ -107,7 +107,8 @@ def _scale_out_row(results: dict[str, Any]) -> tuple[str, str, str]:
     return (
         f"ours: dossiers/s, {scaled['instances']} of each service",
         _num(scaled["dossiers_per_s"], 1, " dossiers/s"),
-        f"same closed loop through {scaled['instances']} desks; audit: {scaled['lost']} lost,"
+        f"same closed loop through {scaled['instances']} desks, CPU"
+        f" {sum(scaled['cpu_percent'].values()):.0f}% in all; audit: {scaled['lost']} lost,"
         f" {scaled['doubled']} doubled",
     )
 

@@ -155,11 +155,14 @@ def _component_pids(stack: Stack) -> dict[str, int]:
 
 
 def _cpu_probe(stack: Stack) -> Callable[[], dict[str, float]]:
-    """CPU seconds used so far by each component of the stack (and by the bench itself)."""
-    pids = _component_pids(stack)
+    """CPU seconds used so far by each component of the stack (and by the bench itself).
+
+    The processes are looked up at every reading: the scale-out phase adds instances.
+    """
 
     def probe() -> dict[str, float]:
         # The bench's own process alone: the services, Kafka and the mailbox are its children.
+        pids = _component_pids(stack)
         readings = {name: cpu_seconds(pid, tree=name != "load generator") for name, pid in pids.items()}
         return {name: value for name, value in readings.items() if value is not None}
 
