@@ -73,6 +73,16 @@ class ServiceProcess:
     """Stopped on purpose (``Stack.stop_service``); one that exited otherwise is for a supervisor."""
 
     @property
+    def service(self) -> str:
+        """The service this process runs: ``intake`` for ``intake`` and for ``intake#2``."""
+        return self.name.partition("#")[0]
+
+    @property
+    def extra(self) -> bool:
+        """An instance beyond the first (:meth:`Stack.start_instance`)."""
+        return self.service != self.name
+
+    @property
     def url(self) -> str:
         """Base URL of the service's HTTP side."""
         return f"http://127.0.0.1:{self.port}"
@@ -499,7 +509,7 @@ def _instances_summary(stack: Stack, instances: int) -> str:
     """The extra instances' addresses, for the banner ("" with one instance per service)."""
     if instances == 1:
         return ""
-    extra = ", ".join(f"{key} {s.url}" for key, s in stack.services.items() if "#" in key)
+    extra = ", ".join(f"{key} {s.url}" for key, s in stack.services.items() if s.extra)
     return (
         f"  Instances:   {instances} of every service, in the same consumer groups; the extra ones:\n"
         f"                 {extra}\n"
@@ -564,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in range(2, instances + 1):
             for name in ports:
                 stack.start_instance(name, n)
-        for key in [k for k in stack.services if "#" in k]:
+        for key in [k for k, s in stack.services.items() if s.extra]:
             stack.wait_healthy(key)
         intake = stack.services["intake"].url
         operator_env = stack.write_operator_env()

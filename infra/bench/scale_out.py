@@ -45,7 +45,7 @@ async def measure(
             await asyncio.to_thread(stack.wait_healthy, key)
         auditor = Auditor(stack, driver.pool, officers=False)  # the bench's agencies decide at once
         await auditor.start()
-        driver.desks = [s.url for key, s in stack.running().items() if key.split("#")[0] == "intake"]
+        driver.desks = [s.url for s in stack.running().values() if s.service == "intake"]
         phase = await driver.closed_loop(f"{instances} instances", dossiers=dossiers, concurrency=concurrency)
         audit = await auditor.settled(phase.dossier_ids, timeout=AUDIT_SECONDS)
     finally:

@@ -55,7 +55,7 @@ class Citizens:
 
     def _desk(self) -> str:
         """A running desk, round robin (a second instance shares the work when there is one)."""
-        desks = [s.url for key, s in sorted(self.system.running().items()) if key.split("#")[0] == "intake"]
+        desks = [s.url for _, s in sorted(self.system.running().items()) if s.service == "intake"]
         if not desks:
             return self.system.services["intake"].url  # down: the retry loop waits for it
         return desks[next(self._desks) % len(desks)]
@@ -144,11 +144,7 @@ class Clocks:
         async with httpx.AsyncClient(timeout=5, headers=self._operator) as client:
             while True:
                 self.now = self._calendar.add_working_time(self.now, self._hour)
-                targets = [
-                    s.url
-                    for key, s in self.system.running().items()
-                    if key.split("#")[0] not in self.wall_clock
-                ]
+                targets = [s.url for s in self.system.running().values() if s.service not in self.wall_clock]
                 await asyncio.gather(*(self._move(client, url) for url in targets))
                 await asyncio.sleep(self.tick)
 
