@@ -138,9 +138,10 @@ RESULTS: dict[str, type[StepResult]] = {
     "issue_construction_permit": ConstructionPermitResult,
 }
 """The result of a ``done`` step, by action. Every action the catalog routes to an agency
-other than the desk has one (a test checks it); the desk's own steps (receive, certify_copy,
-register_business, register_birth, receive_payment_proof, return_result) and the citizen's
-``pay`` are done without a ``StepCompleted``, so they have no result contract."""
+other than the desk has one (a test checks it); the desk's own steps (receive, the
+certifications and registrations its officers decide, receive_payment_proof, return_result:
+``DESK_ACTIONS`` in the catalog module) and the citizen's ``pay`` are done without a
+``StepCompleted``, so they have no result contract."""
 
 _ALL: tuple[type[StepResult], ...] = (*RESULTS.values(), SupplementNeeded, NoResult)
 RESULT_TYPES: dict[str, type[StepResult]] = {cls.NAME: cls for cls in _ALL}

@@ -11,8 +11,13 @@ How the figures become dossiers (assumptions, since the seed gives totals only):
 
 * Arrivals fall on working days only (the calendar's holidays and weekends skipped), at one of
   the eight office hours of the day, spread evenly through the year.
-* City level: 60% land (``LAND-TRANSFER`` two thirds, ``LAND-MORTGAGE`` one third), 40%
-  household businesses (done at the desk). Ward level: 80% certified copies, 20% births.
+* Every procedure of the catalog has its share of its level (:data:`CITY_MIX`,
+  :data:`WARD_MIX`; assumed, the seed giving none). City level: about half land (the field the
+  seed names first, and the only one it calls late), a third household businesses, an eighth
+  building permits. Ward level: certifications, most of them copies, are the bulk of a ward's
+  counter (one dossier per paper brought in); the civil-status events follow a city of about
+  150,000 people (assumed): some 2,200 births, 1,500 marriages and 700 deaths a year, with the
+  marital-status certificates that loans, land deals and marriages elsewhere ask for.
 * The late city dossiers are land dossiers (the seed: land dossiers "pass through many
   agencies, so the time limit is not met"). In a late one, one agency step overruns by 1.5 to
   2 working days (1 to 1.5 for a mortgage) while the others use their budget but an hour; in
@@ -44,7 +49,15 @@ from contracts.events import (
     ReceivedDocument,
     StepCompleted,
 )
-from contracts.results import AppraisalResult, AssessmentResult, CertificateResult, MortgageResult, StepResult
+from contracts.results import (
+    AppraisalResult,
+    AssessmentResult,
+    CertificateResult,
+    ConstructionPermitResult,
+    DesignReviewResult,
+    MortgageResult,
+    StepResult,
+)
 from services.intake.app import load_catalog
 from services.intake.domain.catalog import Catalog, Procedure
 from services.intake.handlers import LOOKUP_ALPHABET, LOOKUP_CODE_LENGTH
@@ -56,8 +69,25 @@ CITY_ON_TIME = 19_482
 WARD_RECEIVED = 73_334
 WARD_ON_TIME = 73_334
 
-CITY_MIX = (("LAND-TRANSFER", 0.4), ("LAND-MORTGAGE", 0.2), ("HOUSEHOLD-BUSINESS", 0.4))
-WARD_MIX = (("CERTIFIED-COPY", 0.8), ("BIRTH-REGISTRATION", 0.2))
+CITY_MIX = (
+    ("LAND-TRANSFER", 32),
+    ("LAND-MORTGAGE", 20),
+    ("HOUSEHOLD-BUSINESS", 22),
+    ("HOUSEHOLD-BUSINESS-CHANGE", 14),
+    ("CONSTRUCTION-PERMIT", 8),
+    ("HOUSE-RENOVATION-PERMIT", 4),
+)
+"""Percent of the city's dossiers by procedure (assumed shares; they add up to 100)."""
+WARD_MIX = (
+    ("CERTIFIED-COPY", 70),
+    ("SIGNATURE-CERTIFICATION", 12),
+    ("CONTRACT-CERTIFICATION", 4),
+    ("MARITAL-STATUS-CONFIRMATION", 8),
+    ("BIRTH-REGISTRATION", 3),
+    ("MARRIAGE-REGISTRATION", 2),
+    ("DEATH-REGISTRATION", 1),
+)
+"""Percent of the wards' dossiers by procedure (assumed shares; they add up to 100)."""
 LATE_STEP_WEIGHTS = {"appraise": 0.45, "assess": 0.2, "issue_certificate": 0.35}
 """Which step of a late land transfer overran (a late mortgage can only be late at its one step)."""
 
@@ -174,12 +204,15 @@ def _plan(scale: float, rng: random.Random) -> list[tuple[str, str | None]]:
     return plan
 
 
-def _split(total: int, mix: tuple[tuple[str, float], ...]) -> list[str]:
-    """``total`` codes in the mix's proportions (largest remainder, so they add up)."""
-    exact = [(code, total * share) for code, share in mix]
-    counts = {code: int(x) for code, x in exact}
+def _split(total: int, mix: tuple[tuple[str, int], ...]) -> list[str]:
+    """``total`` codes in the mix's percentages (largest remainder, so they add up exactly)."""
+    if sum(share for _, share in mix) != 100:
+        raise ValueError(f"the mix's shares add up to {sum(s for _, s in mix)}%, not 100%")
+    # Integer arithmetic: float shares would make the counts depend on rounding.
+    counts = {code: total * share // 100 for code, share in mix}
     leftover = total - sum(counts.values())
-    for code, _ in sorted(exact, key=lambda item: item[1] - int(item[1]), reverse=True)[:leftover]:
+    by_remainder = sorted(mix, key=lambda item: total * item[1] % 100, reverse=True)
+    for code, _ in by_remainder[:leftover]:
         counts[code] += 1
     return [code for code, n in counts.items() for _ in range(n)]
 
@@ -242,7 +275,7 @@ def _stream(
         phone=f"09{n % 100_000_000:08d}",
         email=f"cong.dan.{n}@example.vn",
     )
-    details = _details(procedure.code, n)
+    details = _details(procedure.code, n, received.date())
     documents = [d.code for d in procedure.required_documents]
     yield _record(
         topics.desk_topic(DossierReceived),
@@ -305,7 +338,7 @@ def _stream(
                 received_at=sent,
                 completed_at=now,
                 note="",
-                result=_result(step.action, n),
+                result=_result(step.action, n, now),
                 handoff_row=index,  # no supplement in the year: one slip row per route step
             ),
             now,
@@ -319,7 +352,17 @@ def _lookup_code(dossier_id: str) -> str:
     return "".join(LOOKUP_ALPHABET[b % len(LOOKUP_ALPHABET)] for b in digest[:LOOKUP_CODE_LENGTH])
 
 
-def _details(code: str, n: int) -> dict[str, Any]:
+HOUSE = {"parcel_area_m2": 100.0, "built_area_m2": 70.0, "storeys": 3, "total_floor_area_m2": 210.0}
+"""The house of every generated permit: within the office's planning limits (70 % density)."""
+BUSINESS_CHANGES = ("address", "trade", "name", "capital", "owner", "contacts")
+
+
+def _parcel_ref(n: int) -> str:
+    return f"phuong-3/tờ {1 + n % 40}/thửa {1 + n}"
+
+
+def _details(code: str, n: int, received: date) -> dict[str, Any]:
+    """The details of dossier ``n`` of procedure ``code``, valid against its catalog schema."""
     if code == "LAND-TRANSFER":
         return {
             "certificate_number": f"CS {n % 1_000_000:06d}",
@@ -337,15 +380,44 @@ def _details(code: str, n: int) -> dict[str, Any]:
         return {"certificate_number": f"CT {n % 1_000_000:06d}", "lender": "Ngân hàng Nông nghiệp"}
     if code == "HOUSEHOLD-BUSINESS":
         return {"business_name": f"Hộ kinh doanh số {n}", "address": "Phường 1, thành phố Tân An"}
+    if code == "HOUSEHOLD-BUSINESS-CHANGE":
+        return {
+            "registration_number": f"50A8{n % 1_000_000:06d}",
+            "business_name": f"Hộ kinh doanh số {n}",
+            "change": BUSINESS_CHANGES[n % len(BUSINESS_CHANGES)],
+        }
+    if code in ("CONSTRUCTION-PERMIT", "HOUSE-RENOVATION-PERMIT"):
+        return {"parcel_ref": _parcel_ref(n), **HOUSE}
     if code == "CERTIFIED-COPY":
         return {"document_title": "Bằng tốt nghiệp", "pages": 1 + n % 4}
-    return {"child_name": f"Trẻ {n}", "birth_date": "2026-01-01"}
+    if code == "SIGNATURE-CERTIFICATION":
+        return {"document_title": "Giấy ủy quyền", "signers": 1 + n % 2}
+    if code == "CONTRACT-CERTIFICATION":
+        return {"contract_title": "Hợp đồng thuê nhà ở", "parties": 2}
+    if code == "MARITAL-STATUS-CONFIRMATION":
+        purposes = ("Vay vốn ngân hàng", "Giao dịch quyền sử dụng đất", "Đăng ký kết hôn")
+        return {"purpose": purposes[n % len(purposes)]}
+    if code == "MARRIAGE-REGISTRATION":
+        return {
+            "spouses": [
+                {"full_name": f"Người chồng {n}", "birth_date": "1996-05-01"},
+                {"full_name": f"Người vợ {n}", "birth_date": "1998-09-01"},
+            ]
+        }
+    if code == "DEATH-REGISTRATION":
+        # Registered within the 15 days the law gives the family (Law on Civil Status art. 33).
+        died = received - timedelta(days=1 + n % 14)
+        return {"deceased_name": f"Người mất {n}", "date_of_death": died.isoformat()}
+    if code == "BIRTH-REGISTRATION":
+        return {"child_name": f"Trẻ {n}", "birth_date": "2026-01-01"}
+    raise ValueError(f"the year generates no details for {code}")
 
 
-def _result(action: str, n: int) -> dict[str, Any]:
+def _result(action: str, n: int, at: datetime | None = None) -> dict[str, Any]:
+    """What the agency answering ``action`` for dossier ``n`` (at ``at``) returns."""
     # Each as its action's contract says (the desk dead-letters a result that is not), with the
     # figures the agencies would produce for the details above.
-    parcel_ref = f"phuong-3/tờ {1 + n % 40}/thửa {1 + n}"
+    parcel_ref = _parcel_ref(n)
     result: StepResult
     if action == "appraise":
         result = AppraisalResult(
@@ -363,11 +435,38 @@ def _result(action: str, n: int) -> dict[str, Any]:
         result = CertificateResult(
             certificate_serial=f"TA {n:06d}", holder=f"Người nhận {n}", parcel_ref=parcel_ref
         )
-    else:
+    elif action == "register_mortgage":
         result = MortgageResult(
             certificate_number=f"CT {n % 1_000_000:06d}", mortgagee="Ngân hàng Nông nghiệp"
         )
+    elif action == "review_design":
+        result = DesignReviewResult(
+            parcel_ref=parcel_ref,
+            built_area_m2=Decimal(str(HOUSE["built_area_m2"])),
+            storeys=int(HOUSE["storeys"]),
+            total_floor_area_m2=Decimal(str(HOUSE["total_floor_area_m2"])),
+            building_density=Decimal("0.70"),
+        )
+    elif action == "issue_construction_permit":
+        issued = (at or datetime(2026, 1, 1)).date()
+        result = ConstructionPermitResult(
+            permit_number=f"GPXD-{issued.year}-{n + 1:06d}",
+            parcel_ref=parcel_ref,
+            storeys=int(HOUSE["storeys"]),
+            total_floor_area_m2=Decimal(str(HOUSE["total_floor_area_m2"])),
+            # Works must start within 12 months (Law on Construction art. 99), as the office sets it.
+            valid_until=_a_year_after(issued),
+        )
+    else:
+        raise ValueError(f"the year has no answer for {action!r}")
     return result.wire()
+
+
+def _a_year_after(day: date) -> date:
+    # 29 February has no anniversary: the permit then runs to the 28th.
+    if (day.month, day.day) == (2, 29):
+        return day.replace(year=day.year + 1, day=28)
+    return day.replace(year=day.year + 1)
 
 
 def _record(topic: str, agency: str, data: DossierEvent, at: datetime, name: str) -> RecordedRecord:

@@ -1,7 +1,7 @@
 """A generated year of the seed city at 1%, replayed through the real desk on the real broker.
 
 The full year is ``make replay-year``; here the same generator, replayer and report run at 1% of
-the volume (969 dossiers, 1,396 boundary events), three times into three fresh systems:
+the volume (969 dossiers, 1,376 boundary events), three times into three fresh systems:
 
 * the report the system produces must match what was generated, figure for figure, in the
   seed's terms;

@@ -7,6 +7,7 @@ late dossier.
 
 from __future__ import annotations
 
+import random
 import re
 from collections import Counter
 from datetime import datetime
@@ -17,8 +18,9 @@ from contracts import topics
 from contracts.envelope import CloudEvent
 from contracts.events import DossierReceived, StepCompleted
 from services.intake.app import load_catalog
+from services.intake.domain.catalog import Catalog
 from services.replay.report import expected, render
-from services.replay.year import SLOTS, GeneratedYear, generate, scaled
+from services.replay.year import CITY_MIX, SLOTS, WARD_MIX, GeneratedYear, _plan, generate, scaled
 from services.runtime.working_days import WorkingDayCalendar
 
 SCALE = 0.01
@@ -84,6 +86,7 @@ def test_records_are_in_time_order_on_the_topics_their_writers_own(year: Generat
         topics.INTAKE_EVENTS,  # the payments
         topics.agency_events("land_registry"),
         topics.agency_events("tax"),
+        topics.agency_events("urban_management"),  # the building permits
     }
 
 
@@ -103,6 +106,44 @@ def test_expected_report_counts_every_agency_on_the_route(year: GeneratedYear) -
     )
     assert figures["agency tax"][:2] == (transfers, transfers)
     assert figures["agency one_stop"] == (969, 969, 969, 0, 0)
+    permits = sum(1 for d in year.dossiers if d.field == "Xây dựng")
+    assert permits > 0
+    assert figures["agency urban_management"] == (permits, permits, permits, 0, 0)
+
+
+def test_the_year_files_every_procedure_of_the_catalog_in_its_share(year: GeneratedYear) -> None:
+    # The mix is the catalog: a procedure added to the catalog without a share fails here, so the
+    # generated year and the console always show every published procedure.
+    catalog = load_catalog()
+    mixes = {"city": dict(CITY_MIX), "ward": dict(WARD_MIX)}
+    assert {code for mix in mixes.values() for code in mix} == {p.code for p in catalog.procedures}
+    for level, mix in mixes.items():
+        assert sum(mix.values()) == 100
+        assert all(p.level == level for code in mix if (p := catalog.get(code)) is not None)
+    # Each procedure's count is its share of its level's total to within one dossier.
+    counts = Counter(d.procedure_code for d in year.dossiers)
+    totals = {"city": scaled(23_602, SCALE), "ward": scaled(73_334, SCALE)}
+    for level, mix in mixes.items():
+        assert sum(counts[code] for code in mix) == totals[level]
+        for code, share in mix.items():
+            assert abs(counts[code] - totals[level] * share / 100) < 1, code
+
+
+def test_the_full_year_keeps_the_seeds_totals_across_the_mix() -> None:
+    # Only the plan (no stream): the seed's figures exactly, whatever the shares.
+    plan = _plan(1.0, random.Random(20260101))
+    catalog = load_catalog()
+    levels = Counter(level_of(catalog, code) for code, _ in plan)
+    assert levels == {"city": 23_602, "ward": 73_334}
+    late = [code for code, step in plan if step is not None]
+    assert len(late) == 23_602 - 19_482
+    assert set(late) <= {"LAND-TRANSFER", "LAND-MORTGAGE"}
+
+
+def level_of(catalog: Catalog, code: str) -> str:
+    procedure = catalog.get(code)
+    assert procedure is not None
+    return procedure.level
 
 
 def test_render_marks_a_row_that_differs(year: GeneratedYear) -> None:

@@ -20,10 +20,20 @@ DESK_ACTIONS = frozenset(
         "certify_copy",
         "register_business",
         "register_birth",
+        "register_death",
+        "register_marriage",
+        "confirm_marital_status",
+        "certify_signature",
+        "certify_contract",
+        "register_business_change",
         "return_result",
     }
 )
-"""What the one-stop desk does itself, at once, when a route reaches it."""
+"""What the one-stop desk does itself, at once, when a route reaches it.
+
+The desk's officers decide these (the ward's civil-status and certification officer, the city's
+economic office at the counter), so no other agency answers them and they have no result
+contract. A new desk-only procedure names its action here as well as in the catalog."""
 
 
 CATALOG_FILE = Path(__file__).resolve().parent.parent / "catalog" / "procedures.yaml"
