@@ -318,6 +318,65 @@ class DossierEscalated(DossierEvent):
     detected_at: datetime
 
 
+FaultKind = Literal["repeat_supplement_request"]
+"""The faults in handling (sai sót) the desk detects on its own, each owed its own letter."""
+
+
+class FaultApologyIssued(DossierEvent):
+    """The agency at fault apologises for faulty handling (thư xin lỗi vì sai sót), not lateness.
+
+    One letter per fault of an agency on a dossier; the appointment is unchanged (a fault
+    apology reschedules nothing, so the one rescheduling a late dossier may have stays free).
+    """
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.fault_apology_issued.v1"
+
+    letter_number: str = Field(examples=["PXL-2026-000008"])
+    fault: FaultKind
+    issued_by_agency: Agency = Field(description="The agency at fault; it signs the letter.")
+    issuer_name: str = Field(examples=["Văn phòng đăng ký đất đai chi nhánh Tân An"])
+    signatory_title: str = Field(examples=["Giám đốc"])
+    applicant: Applicant
+    procedure_name: str
+    received_at: datetime
+    appointment_at: datetime = Field(description="The promised date, unchanged by the fault.")
+    reason: str = Field(description="What went wrong, in the citizen's words (Vietnamese).")
+    authority: str = Field(description="The rule that makes this a fault owed an apology.")
+    issued_at: datetime
+
+
+class DossierWithdrawn(DossierEvent):
+    """The citizen withdrew the dossier (rút hồ sơ): nothing more is done or sent on it.
+
+    The citizen receives a withdrawal receipt; notices still queued for the dossier are voided.
+    """
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.withdrawn.v1"
+
+    applicant: Applicant
+    procedure_name: str
+    received_at: datetime
+    withdrawn_at: datetime
+    reason: str
+    requested_by: Literal["citizen", "desk"]
+
+
+class HandoffWithdrawn(DossierEvent):
+    """The desk takes a handoff back (the dossier was withdrawn or refused): stop work on it.
+
+    Goes on the holding agency's handoff topic after its ``dossier.handed_over``; an answer
+    the agency sends anyway is ignored by the desk.
+    """
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.handoff_withdrawn.v1"
+
+    step_index: int = Field(ge=0)
+    agency: Agency
+    handoff_row: int = Field(ge=0)
+    reason: str
+    withdrawn_at: datetime
+
+
 class SlipRow(Contract):
     """One row of the process-control slip, as the desk keeps it."""
 
@@ -403,6 +462,9 @@ EVENT_TYPES: dict[str, type[DossierEvent]] = {
         StepOverdue,
         ApologyIssued,
         DossierEscalated,
+        FaultApologyIssued,
+        DossierWithdrawn,
+        HandoffWithdrawn,
         DossierProgressedV1,
         DossierProgressed,
     )

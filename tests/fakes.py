@@ -40,6 +40,7 @@ class InMemoryDossiers:
 
     rows: dict[str, Dossier] = field(default_factory=dict)
     saves: int = 0
+    letters: int = 0
 
     async def load(self, dossier_id: str, *, for_update: bool = False) -> Dossier | None:
         """A copy of the stored dossier (changes reach the store only through save)."""
@@ -50,6 +51,11 @@ class InMemoryDossiers:
         """Store a copy."""
         self.rows[dossier.id] = copy.deepcopy(dossier)
         self.saves += 1
+
+    async def next_letter_number(self, now: datetime) -> str:
+        """``PXL-<year>-<n>``, numbered from 1 as the real sequence does."""
+        self.letters += 1
+        return f"PXL-{now:%Y}-{self.letters:06d}"
 
 
 @dataclass

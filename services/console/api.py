@@ -130,9 +130,12 @@ def api_router(queries: ConsoleQueries) -> APIRouter:
     async def overdue(open_only: Annotated[bool, Query(alias="open")] = False) -> list[dict[str, Any]]:
         return [to_json(o) for o in await queries.overdue(open_only=open_only)]
 
-    @router.get("/apologies", summary="Apology letters issued, newest first")
-    async def apologies(agency: str | None = None) -> list[dict[str, Any]]:
-        return [to_json(a) for a in await queries.apologies(agency=agency)]
+    @router.get(
+        "/apologies",
+        summary="Apology letters issued, newest first; kind is 'late' or the fault's kind",
+    )
+    async def apologies(agency: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        return [to_json(a) for a in await queries.apologies(agency=agency, kind=kind)]
 
     @router.get("/escalations", summary="Rescheduled dossiers that slipped again")
     async def escalations() -> list[dict[str, Any]]:

@@ -6,7 +6,14 @@ import asyncpg
 
 from contracts import topics
 from contracts.envelope import CloudEvent
-from contracts.events import ApologyIssued, DossierEscalated, DossierProgressed, DossierReceived, StepOverdue
+from contracts.events import (
+    ApologyIssued,
+    DossierEscalated,
+    DossierProgressed,
+    DossierReceived,
+    FaultApologyIssued,
+    StepOverdue,
+)
 from services.console import store
 from services.console.domain.spans import ParsedExport
 from services.runtime.service import ServiceRuntime
@@ -40,7 +47,7 @@ class ReadModel:
         self.runtime.subscribe(
             topics.INTAKE_CITIZENS,
             consumer=CITIZENS_CONSUMER,
-            accepts=(DossierReceived, ApologyIssued),
+            accepts=(DossierReceived, ApologyIssued, FaultApologyIssued),
             handler=self.apply,
         )
 
@@ -51,7 +58,7 @@ class ReadModel:
             await store.save_progress(uow.conn, data)
         elif isinstance(data, StepOverdue):
             await store.save_overdue(uow.conn, event.id, data)
-        elif isinstance(data, ApologyIssued):
+        elif isinstance(data, ApologyIssued | FaultApologyIssued):
             await store.save_apology(uow.conn, event.id, data)
         elif isinstance(data, DossierEscalated):
             await store.save_escalation(uow.conn, event.id, data)

@@ -5,6 +5,7 @@ Every page is guarded by :func:`services.console.auth.guard`; the sign-in page s
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -166,8 +167,18 @@ def pages_router(queries: ConsoleQueries, access: ConsoleAccess) -> APIRouter:
         )
 
     @router.get("/apologies")
-    async def apologies_page(request: Request) -> HTMLResponse:
-        return render(request, "apologies.html", apologies=await queries.apologies())
+    async def apologies_page(request: Request, kind: str | None = None) -> HTMLResponse:
+        letters = await queries.apologies()
+        counts = Counter(a["kind"] for a in letters)
+        shown = [a for a in letters if kind in (None, "", a["kind"])]
+        return render(
+            request,
+            "apologies.html",
+            apologies=shown,
+            counts=counts,
+            kind=kind or "",
+            kinds=labels.APOLOGY_KINDS,
+        )
 
     return router
 

@@ -99,10 +99,10 @@ class ConsoleQueries:
         async with self._pool().acquire() as conn:
             return await store.overdue_steps(conn, open_only=open_only)
 
-    async def apologies(self, *, agency: str | None = None) -> list[dict[str, Any]]:
+    async def apologies(self, *, agency: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         """Apology letters issued, newest first."""
         async with self._pool().acquire() as conn:
-            return await store.apologies(conn, agency=agency or None)
+            return await store.apologies(conn, agency=agency or None, kind=kind or None)
 
     async def escalations(self) -> list[dict[str, Any]]:
         """Escalations to supervisors, newest first."""

@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from contracts.events import ApologyIssued, Applicant, DossierEscalated, DossierProgressed, StepOverdue
+from contracts.events import (
+    ApologyIssued,
+    Applicant,
+    DossierEscalated,
+    DossierProgressed,
+    FaultApologyIssued,
+    StepOverdue,
+)
 from services.console.domain.dossiers import first_promised, has_open_overdue_step, search_text
 from services.console.domain.on_time import CompletedStep, Period, SettledDossier
 from services.console.domain.spans import Span
@@ -166,6 +173,17 @@ MIGRATIONS = (
         UPDATE dossiers SET search_text = lower(id);
         """,
     ),
+    Migration(
+        "console-004-apology-kinds",
+        """
+        -- Letters for faulty handling sit beside the late ones: ``kind`` is 'late' or the
+        -- fault's kind; a fault letter keeps the date (original = new) and gives no notice.
+        ALTER TABLE apologies ADD COLUMN kind text NOT NULL DEFAULT 'late',
+            ADD COLUMN authority text,
+            ALTER COLUMN working_days_notice DROP NOT NULL;
+        CREATE INDEX apologies_kind ON apologies (kind, issued_at DESC);
+        """,
+    ),
 )
 
 MAX_TRACE_SPANS = 5000
@@ -305,13 +323,20 @@ async def save_overdue(conn: Connection, event_id: str, event: StepOverdue) -> N
     )
 
 
-async def save_apology(conn: Connection, event_id: str, event: ApologyIssued) -> None:
-    """An apology letter the agency at fault issued."""
+async def save_apology(conn: Connection, event_id: str, event: ApologyIssued | FaultApologyIssued) -> None:
+    """An apology letter the agency at fault issued: for lateness, or for a fault (its kind)."""
+    kind: str
+    if isinstance(event, FaultApologyIssued):
+        kind, authority, notice = event.fault, event.authority, None
+        original = new = event.appointment_at
+    else:
+        kind, authority, notice = "late", None, event.working_days_notice
+        original, new = event.original_appointment_at, event.new_appointment_at
     await conn.execute(
         "INSERT INTO apologies (event_id, letter_number, dossier_id, issued_by_agency, issuer_name,"
         " signatory_title, applicant, procedure_name, received_at, original_appointment_at,"
-        " new_appointment_at, reason, issued_at, working_days_notice)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12, $13, $14)"
+        " new_appointment_at, reason, issued_at, working_days_notice, kind, authority)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         " ON CONFLICT (event_id) DO NOTHING",
         event_id,
         event.letter_number,
@@ -322,11 +347,13 @@ async def save_apology(conn: Connection, event_id: str, event: ApologyIssued) ->
         event.applicant.model_dump_json(),
         event.procedure_name,
         event.received_at,
-        event.original_appointment_at,
-        event.new_appointment_at,
+        original,
+        new,
         event.reason,
         event.issued_at,
-        event.working_days_notice,
+        notice,
+        kind,
+        authority,
     )
 
 
@@ -501,18 +528,25 @@ async def overdue_steps(
 
 
 async def apologies(
-    conn: Connection, *, dossier_id: str | None = None, agency: str | None = None, limit: int = 500
+    conn: Connection,
+    *,
+    dossier_id: str | None = None,
+    agency: str | None = None,
+    kind: str | None = None,
+    limit: int = 500,
 ) -> list[dict[str, Any]]:
-    """Apology letters issued, newest first."""
+    """Apology letters issued (``kind`` 'late' or a fault's kind), newest first."""
     rows = await conn.fetch(
-        "SELECT letter_number, dossier_id, issued_by_agency, issuer_name, signatory_title, applicant,"
-        " procedure_name, received_at, original_appointment_at, new_appointment_at, reason, issued_at,"
-        " working_days_notice FROM apologies"
+        "SELECT letter_number, kind, dossier_id, issued_by_agency, issuer_name, signatory_title, applicant,"
+        " procedure_name, received_at, original_appointment_at, new_appointment_at, reason, authority,"
+        " issued_at, working_days_notice FROM apologies"
         " WHERE ($1::text IS NULL OR dossier_id = $1) AND ($2::text IS NULL OR issued_by_agency = $2)"
+        " AND ($4::text IS NULL OR kind = $4)"
         " ORDER BY issued_at DESC, letter_number LIMIT $3",
         dossier_id,
         agency,
         limit,
+        kind,
     )
     letters = []
     for row in rows:

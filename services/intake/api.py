@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
@@ -25,7 +25,7 @@ from services.intake.handlers import (
     Handled,
     IdempotencyKeyReused,
 )
-from services.runtime.access import AUTH_RESPONSES, Access, Role
+from services.runtime.access import AUTH_RESPONSES, Access, Principal, Role
 from services.runtime.working_days import VIETNAM_TZ, WorkingDayCalendar
 
 _NO_SPACE_OR_AT = r"[^@\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
@@ -261,6 +261,29 @@ class Supplement(BaseModel):
     details: dict[str, Any] | None = None
 
 
+class Withdrawal(BaseModel):
+    """The citizen withdraws the dossier (the desk may file it for them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=1000, examples=["Không còn nhu cầu chuyển nhượng"])
+    lookup_code: str | None = Field(
+        default=None,
+        min_length=LOOKUP_CODE_LENGTH,
+        max_length=LOOKUP_CODE_LENGTH,
+        pattern=f"^[{LOOKUP_ALPHABET}]+$",
+        description="The code on the receipt: a citizen must give it; a desk officer need not.",
+    )
+
+
+class DeskRefusal(BaseModel):
+    """The desk refuses to settle the dossier (từ chối giải quyết), with the reason for the citizen."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=1000)
+
+
 class Refusal(BaseModel):
     """Why a request was refused, every reason listed."""
 
@@ -426,6 +449,56 @@ def build_router(desk: Desk, access: Access) -> APIRouter:
             handled = await desk.supplement(
                 dossier_id, documents=body.documents, details=body.details, idempotency_key=idempotency_key
             )
+        return answer(handled, response)
+
+    @router.post(
+        "/dossiers/{dossier_id}/withdrawal",
+        tags=["dossiers"],
+        summary="The citizen withdraws the dossier (with the receipt's code) or the desk does for them",
+        responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT, **UNPROCESSABLE},
+        dependencies=[access.requires(Role.CITIZEN, Role.DESK_OFFICER)],
+    )
+    async def withdraw(
+        dossier_id: str,
+        body: Withdrawal,
+        request: Request,
+        response: Response,
+        idempotency_key: IdempotencyKey = None,
+    ) -> DossierView:
+        # Set by the access check the route depends on, which runs before the handler.
+        caller: Principal = request.state.principal
+        by_citizen = Role.DESK_OFFICER not in caller.roles
+        if by_citizen:
+            # A citizen's token says who they are, not which dossiers are theirs: the receipt's
+            # code does, and a wrong one gets the look-up's answer so it tells a guesser nothing.
+            try:
+                dossier = await desk.lookup(dossier_id)
+            except DossierNotFound:
+                dossier = None
+            code = (body.lookup_code or "").encode()
+            if dossier is None or not hmac.compare_digest(dossier.lookup_code.encode(), code):
+                raise HTTPException(status.HTTP_404_NOT_FOUND, "no dossier with that id and look-up code")
+        with refusals(dossier_id):
+            handled = await desk.withdraw(
+                dossier_id,
+                reason=body.reason,
+                requested_by="citizen" if by_citizen else "desk",
+                idempotency_key=idempotency_key,
+            )
+        return answer(handled, response)
+
+    @router.post(
+        "/dossiers/{dossier_id}/refusal",
+        tags=["dossiers"],
+        summary="The desk refuses to settle the dossier; the citizen gets the refusal and its reason",
+        responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT, **UNPROCESSABLE},
+        dependencies=[access.requires(Role.DESK_OFFICER)],
+    )
+    async def refuse(
+        dossier_id: str, body: DeskRefusal, response: Response, idempotency_key: IdempotencyKey = None
+    ) -> DossierView:
+        with refusals(dossier_id):
+            handled = await desk.refuse(dossier_id, reason=body.reason, idempotency_key=idempotency_key)
         return answer(handled, response)
 
     return router

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
@@ -37,6 +37,9 @@ from contracts.events import (
     DossierProgressed,
     DossierReceived,
     DossierReturned,
+    DossierWithdrawn,
+    FaultApologyIssued,
+    HandoffWithdrawn,
     PaymentReceived,
     StepCompleted,
     StepOverdue,
@@ -133,14 +136,16 @@ class Desk:
             SupplementRequested,
             StepOverdue,
             ApologyIssued,
+            FaultApologyIssued,
             DossierEscalated,
+            DossierWithdrawn,
             DossierProgressed,
         )
         # The citizen's identity goes only where readers are entitled to it (contracts.topics).
         for topic in (topics.INTAKE_EVENTS, topics.INTAKE_CITIZENS):
             self.runtime.publishes(topic, *(e for e in desk_events if topics.desk_topic(e) == topic))
         for agency in sorted(self.catalog.consumers()):
-            self.runtime.publishes(topics.handoffs(agency), DossierHandedOver)
+            self.runtime.publishes(topics.handoffs(agency), DossierHandedOver, HandoffWithdrawn)
         self.runtime.run_in_background("deadline_watcher", self.watch_deadlines)
         self.runtime.counts_backlog("alarms_due", store.count_due_alarms)
         self.runtime.schedules_work(store.next_alarm, self._earliest_alarm)
@@ -245,6 +250,31 @@ class Desk:
             ),
         )
 
+    async def withdraw(
+        self,
+        dossier_id: str,
+        *,
+        reason: str,
+        requested_by: Literal["citizen", "desk"],
+        idempotency_key: str | None = None,
+    ) -> Handled:
+        """The citizen withdraws the dossier; the agency holding it is told to stop."""
+        return await self._change(
+            "withdraw",
+            dossier_id,
+            idempotency_key,
+            lambda dossier, now: dossier.withdraw(reason=reason, requested_by=requested_by, now=now),
+        )
+
+    async def refuse(self, dossier_id: str, *, reason: str, idempotency_key: str | None = None) -> Handled:
+        """The desk refuses to settle the dossier; the citizen gets the refusal with the reason."""
+        return await self._change(
+            "refuse",
+            dossier_id,
+            idempotency_key,
+            lambda dossier, now: dossier.refuse(reason=reason, now=now, calendar=self.calendar),
+        )
+
     async def _change(
         self,
         name: str,
@@ -333,7 +363,7 @@ class Desk:
         for event in events:
             if isinstance(event, StepOverdue):
                 self.overdue_steps.labels(event.agency).inc()
-            elif isinstance(event, ApologyIssued):
+            elif isinstance(event, ApologyIssued | FaultApologyIssued):
                 self.apologies.labels(event.issued_by_agency).inc()
             elif isinstance(event, DossierEscalated):
                 self.escalations.labels(event.agency).inc()
@@ -428,11 +458,18 @@ async def _record(
     *,
     trace_context: dict[str, str] | None = None,
 ) -> None:
-    """Save the dossier, and publish its events and its new state, all in this unit of work."""
+    """Save the dossier, and publish its events and its new state, all in this unit of work.
+
+    Fault letters come from the domain unnumbered (it does no I/O); the store numbers them here.
+    """
     state = dossier.progress(work.now)  # before saving: it moves the dossier's progressed_at
     await dossiers.save(dossier, trace_context=trace_context)
     for event in [*events, state]:
+        if isinstance(event, FaultApologyIssued) and not event.letter_number:
+            event = event.model_copy(update={"letter_number": await dossiers.next_letter_number(work.now)})
         if isinstance(event, DossierHandedOver):
             await work.publish(event, topic=topics.handoffs(event.to_agency))
+        elif isinstance(event, HandoffWithdrawn):
+            await work.publish(event, topic=topics.handoffs(event.agency))
         else:
             await work.publish(event, topic=topics.desk_topic(type(event)))

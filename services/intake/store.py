@@ -114,6 +114,13 @@ MIGRATIONS = (
         ALTER TABLE dossiers ADD COLUMN progressed_at timestamptz;
         """,
     ),
+    Migration(
+        "intake-007-faults",
+        """
+        -- Faults in handling already apologised for ("kind:agency"): one letter per fault.
+        ALTER TABLE dossiers ADD COLUMN faults jsonb NOT NULL DEFAULT '[]';
+        """,
+    ),
 )
 
 
@@ -126,6 +133,10 @@ class Dossiers(Protocol):
 
     async def save(self, dossier: Dossier, *, trace_context: dict[str, str] | None = None) -> None:
         """Insert or update the dossier and its slip."""
+        ...
+
+    async def next_letter_number(self, now: datetime) -> str:
+        """The number of the next letter the desk records (apologies share one sequence)."""
         ...
 
 
@@ -142,6 +153,10 @@ class PostgresDossiers:
     async def save(self, dossier: Dossier, *, trace_context: dict[str, str] | None = None) -> None:
         """See :meth:`Dossiers.save`."""
         await save(self.conn, dossier, trace_context=trace_context)
+
+    async def next_letter_number(self, now: datetime) -> str:
+        """See :meth:`Dossiers.next_letter_number`."""
+        return await next_letter_number(self.conn, now)
 
 
 async def exists(conn: Connection, dossier_id: str) -> bool:
@@ -209,6 +224,7 @@ async def load(conn: Connection, dossier_id: str, *, for_update: bool = False) -
         apologised_at=row["apologised_at"],
         lookup_code=row["lookup_code"],
         progressed_at=row["progressed_at"],
+        faults=json.loads(row["faults"]),
         slip=[
             Handoff(
                 row=h["row_index"],
@@ -257,9 +273,10 @@ WITH dossier AS (
     INSERT INTO dossiers (id, procedure_code, procedure_name, level, return_place, route,
         applicant, documents, details, fees_vnd, received_at, appointment_at, status,
         current_step, results, returned_at, statutory_limit_days, paused_at,
-        original_appointment_at, apologised_at, trace_context, lookup_code, progressed_at)
+        original_appointment_at, apologised_at, trace_context, lookup_code, progressed_at, faults)
     VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9::jsonb, $10, $11, $12,
-        $13, $14, $15::jsonb, $16, $17, $18, $19, $20, coalesce($21::jsonb, '{{}}'), $22, $23)
+        $13, $14, $15::jsonb, $16, $17, $18, $19, $20, coalesce($21::jsonb, '{{}}'), $22, $23,
+        $24::jsonb)
     ON CONFLICT (id) DO UPDATE SET status = excluded.status,
         current_step = excluded.current_step, results = excluded.results,
         documents = excluded.documents, details = excluded.details,
@@ -267,19 +284,20 @@ WITH dossier AS (
         paused_at = excluded.paused_at,
         original_appointment_at = excluded.original_appointment_at,
         apologised_at = excluded.apologised_at, progressed_at = excluded.progressed_at,
+        faults = excluded.faults,
         trace_context = coalesce($21::jsonb, dossiers.trace_context), updated_at = now()
     RETURNING id
 )
 INSERT INTO handoffs (dossier_id, {_SLIP_NAMES})
 SELECT dossier.id, slip.* FROM dossier,
-    unnest({unnest_arrays(_SLIP_COLUMNS, 24)})
+    unnest({unnest_arrays(_SLIP_COLUMNS, 25)})
     AS slip({_SLIP_NAMES})
 ON CONFLICT (dossier_id, row_index) DO UPDATE SET received_at = excluded.received_at,
     completed_at = excluded.completed_at, outcome = excluded.outcome, note = excluded.note,
     late_by_days = excluded.late_by_days, alarm_at = excluded.alarm_at,
     overdue_at = excluded.overdue_at
 """
-"""The dossier and its slip (one array per slip column, ``$24`` on) in one statement."""
+"""The dossier and its slip (one array per slip column, ``$25`` on) in one statement."""
 
 
 async def save(conn: Connection, dossier: Dossier, *, trace_context: dict[str, str] | None = None) -> None:
@@ -313,6 +331,7 @@ async def save(conn: Connection, dossier: Dossier, *, trace_context: dict[str, s
         None if trace_context is None else json.dumps(trace_context),
         dossier.lookup_code,
         dossier.progressed_at,
+        json.dumps(dossier.faults),
         [h.row for h in slip],
         [h.step_index for h in slip],
         [h.from_agency for h in slip],

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from contracts import topics
 from contracts.agencies import LAND_REGISTRY
 from contracts.envelope import CloudEvent
-from contracts.events import DossierHandedOver, StepCompleted
+from contracts.events import DossierHandedOver, HandoffWithdrawn, StepCompleted
 from contracts.results import ResultRejected, parse_result
 from services.land_registry import store
 from services.land_registry.decisions import Decisions
@@ -46,16 +46,22 @@ class Registry:
         self.runtime.subscribe(
             topics.handoffs(LAND_REGISTRY),
             consumer="land_registry.handoffs",
-            accepts=(DossierHandedOver,),
+            accepts=(DossierHandedOver, HandoffWithdrawn),
             handler=self.perform_step,
         )
 
     async def perform_step(self, uow: UnitOfWork, event: CloudEvent) -> None:
         """Appraise, or issue the certificate, and hand the dossier back to the desk.
 
-        A manual step (and officers deciding) goes to the work queue instead.
+        A manual step (and officers deciding) goes to the work queue instead. A handoff the
+        desk takes back (withdrawn or refused dossier) closes its task, so no officer decides it.
         """
         handover = event.data
+        if isinstance(handover, HandoffWithdrawn):
+            await store.withdraw_task(
+                uow.conn, handover.dossier_id, handover.handoff_row, note=handover.reason, at=uow.now
+            )
+            return
         assert isinstance(handover, DossierHandedOver)
         if handover.to_agency != LAND_REGISTRY:
             raise EventRejected(f"handoff addressed to {handover.to_agency}, not {LAND_REGISTRY}")
@@ -182,6 +188,8 @@ class WorkQueue:
             if task.status == "done":
                 if idempotency_key is not None and idempotency_key == task.completion_key:
                     return task, True
+                if task.outcome == "withdrawn":
+                    raise TaskConflict(f"task {task_id} was taken back by the desk: {task.note}")
                 raise TaskConflict(f"task {task_id} was already completed by {task.assignee}")
             if task.status == "claimed" and task.assignee != officer:
                 raise TaskConflict(f"task {task_id} is claimed by {task.assignee}")

@@ -179,6 +179,20 @@ async def close_task(
     )
 
 
+async def withdraw_task(
+    conn: Connection, dossier_id: str, handoff_row: int, *, note: str, at: datetime
+) -> None:
+    """Close the task of a handoff the desk took back; a decided one stays as it was decided."""
+    await conn.execute(
+        "UPDATE tasks SET status = 'done', outcome = 'withdrawn', note = $3, completed_at = $4"
+        " WHERE dossier_id = $1 AND handoff_row = $2 AND status IN ('open', 'claimed')",
+        dossier_id,
+        handoff_row,
+        note,
+        at,
+    )
+
+
 async def next_certificate_serial(conn: Connection) -> str:
     """The next blank certificate serial (two letters and six digits, as printed)."""
     return f"TA {await conn.fetchval('SELECT nextval($1)', 'certificate_serial'):06d}"

@@ -36,6 +36,12 @@ PARTIES: Final = {CITIZEN: "Công dân"}
 
 LEVELS: Final = {"city": "Cấp thành phố", "ward": "Cấp phường, xã"}
 
+APOLOGY_KINDS: Final = {
+    "late": "Trễ hẹn",
+    "repeat_supplement_request": "Yêu cầu bổ sung hồ sơ lần thứ hai",
+}
+"""Why a letter apologises: lateness, or a fault's kind (``contracts.events.FaultKind``)."""
+
 LATENESS: Final = {
     "on_time": "Đúng hạn",
     "late": "Trễ hạn",

@@ -16,6 +16,10 @@ is at least one working day before the promised date whenever the steps after it
 working day or more, and gives a new date: the old one plus that step's budget. A dossier is
 rescheduled once; a second overrun escalates to supervisors instead. Time the citizen takes
 never counts, so it can trigger neither.
+
+Faults in handling (:mod:`services.intake.domain.faults`) owe their own letter, one per fault
+and agency, and reschedule nothing. A withdrawn or refused dossier takes its handoff back from
+the agency holding it; that agency's late answer is ignored.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from contracts.agencies import CITIZEN, ONE_STOP
 from contracts.events import (
@@ -37,7 +41,11 @@ from contracts.events import (
     DossierProgressed,
     DossierReceived,
     DossierReturned,
+    DossierWithdrawn,
+    FaultApologyIssued,
+    FaultKind,
     FeeLine,
+    HandoffWithdrawn,
     PaymentReceived,
     ReceivedDocument,
     SlipRow,
@@ -48,6 +56,7 @@ from contracts.events import (
 )
 from contracts.results import RESULTS, AssessmentResult, SupplementNeeded, parse_result
 from services.intake.domain.catalog import AgencyInfo, Procedure, Step
+from services.intake.domain.faults import FAULT_RULES, fault_key
 from services.runtime.working_days import WorkingDayCalendar
 
 
@@ -62,6 +71,14 @@ class DossierStatus(StrEnum):
     RETURNED = "returned"
     REJECTED = "rejected"
     WITHDRAWN = "withdrawn"
+
+
+OPEN_STATUSES = frozenset(
+    {DossierStatus.PROCESSING, DossierStatus.AWAITING_SUPPLEMENT, DossierStatus.AWAITING_PAYMENT}
+)
+"""Statuses in which the dossier can still be withdrawn or refused."""
+WITHDRAWN_OUTCOME = "withdrawn"
+"""A slip row's outcome when the desk took the handoff back (supplement, withdrawal, refusal)."""
 
 
 class SubmissionRefused(ValueError):
@@ -157,6 +174,8 @@ class Dossier:
     """Printed on the receipt: with the dossier's id, it opens the public status look-up."""
     progressed_at: datetime | None = None
     """The time of the last state published (:meth:`progress`); the next is never earlier."""
+    faults: list[str] = field(default_factory=list)
+    """Faults already apologised for (:func:`fault_key`): the same fault owes no second letter."""
 
     @classmethod
     def receive(
@@ -234,6 +253,8 @@ class Dossier:
             # The answer to a handoff that was since withdrawn (a supplement was requested
             # meanwhile): the step will be redone from the new handoff, so this one is moot.
             return []
+        if row.outcome == WITHDRAWN_OUTCOME or self.status is DossierStatus.WITHDRAWN:
+            return []  # the dossier was withdrawn or refused while the agency worked: moot too
         if (
             self.status is not DossierStatus.PROCESSING
             or event.step_index != self.current_step
@@ -271,11 +292,7 @@ class Dossier:
         row = self.slip[-1]
         # The agency's handoff is withdrawn (its answer, if it comes, is ignored) and the clock
         # stops; the step is redone after the supplement, by the same agency, with a fresh budget.
-        row.received_at = row.received_at or now
-        row.completed_at = now
-        row.outcome = "withdrawn"
-        row.note = f"tạm dừng: chờ bổ sung ({reason})"
-        row.alarm_at = None
+        self._take_back(row, note=f"tạm dừng: chờ bổ sung ({reason})", now=now)
         self.current_step -= 1
         return self._ask_for_supplement(
             agency=ONE_STOP, missing=missing, reason=reason, now=now, agencies=agencies
@@ -322,6 +339,62 @@ class Dossier:
             PaymentReceived(dossier_id=self.id, received_at=now),
             *self._advance(now=now, calendar=calendar),
         ]
+
+    def withdraw(
+        self, *, reason: str, requested_by: Literal["citizen", "desk"], now: datetime
+    ) -> list[DossierEvent]:
+        """The citizen withdraws the dossier (rút hồ sơ): work on it stops, a receipt is sent."""
+        if self.status not in OPEN_STATUSES:
+            raise TransitionRefused(f"dossier {self.id} is {self.status}; only an open one can be withdrawn")
+        events = self._stop(reason=f"rút hồ sơ: {reason}", now=now)
+        self.status = DossierStatus.WITHDRAWN
+        return [
+            *events,
+            DossierWithdrawn(
+                dossier_id=self.id,
+                applicant=self.applicant,
+                procedure_name=self.procedure_name,
+                received_at=self.received_at,
+                withdrawn_at=now,
+                reason=reason,
+                requested_by=requested_by,
+            ),
+        ]
+
+    def refuse(self, *, reason: str, now: datetime, calendar: WorkingDayCalendar) -> list[DossierEvent]:
+        """The desk refuses to settle the dossier (từ chối giải quyết); the citizen gets the reason."""
+        if self.status not in OPEN_STATUSES:
+            raise TransitionRefused(f"dossier {self.id} is {self.status}; only an open one can be refused")
+        events = self._stop(reason=f"từ chối giải quyết: {reason}", now=now)
+        return [*events, *self._return_result(now=now, calendar=calendar, refused_by=ONE_STOP, reason=reason)]
+
+    def _stop(self, *, reason: str, now: datetime) -> list[DossierEvent]:
+        """Close the open row; an agency holding the dossier is told to stop (its answer is moot)."""
+        self.paused_at = None
+        row = self.slip[-1]
+        if row.completed_at is not None:
+            return []
+        self._take_back(row, note=reason, now=now)
+        if row.to_agency in (ONE_STOP, CITIZEN):
+            return []
+        return [
+            HandoffWithdrawn(
+                dossier_id=self.id,
+                step_index=row.step_index,
+                agency=row.to_agency,
+                handoff_row=row.row,
+                reason=reason,
+                withdrawn_at=now,
+            )
+        ]
+
+    @staticmethod
+    def _take_back(row: Handoff, *, note: str, now: datetime) -> None:
+        row.received_at = row.received_at or now
+        row.completed_at = now
+        row.outcome = WITHDRAWN_OUTCOME
+        row.note = note
+        row.alarm_at = None
 
     def tax_notices(self) -> list[AssessmentResult]:
         """The payment notices issued for this dossier, read from the assessment results' contract."""
@@ -513,6 +586,7 @@ class Dossier:
     ) -> list[DossierEvent]:
         self.status = DossierStatus.AWAITING_SUPPLEMENT
         self.paused_at = now
+        asked_before = sum(1 for h in self.slip if h.to_agency == CITIZEN and h.action == "supplement")
         wait = Handoff(
             row=len(self.slip),
             step_index=self.current_step,
@@ -525,16 +599,59 @@ class Dossier:
             due_at=None,
         )
         self.slip.append(wait)
-        return [
+        events: list[DossierEvent] = [
             SupplementRequested(
                 dossier_id=self.id,
                 requested_by_agency=agency,
-                requested_by_name=agencies[agency].name if agency in agencies else agency,
+                requested_by_name=_agency(agencies, agency).name,
                 applicant=self.applicant,
                 procedure_name=self.procedure_name,
                 missing_documents=missing,
                 reason=reason,
                 requested_at=now,
+            )
+        ]
+        if asked_before:
+            detail = f"lần {asked_before + 1}: {', '.join(missing) or reason}"
+            events += self._fault(
+                "repeat_supplement_request", agency, detail=detail, now=now, agencies=agencies
+            )
+        return events
+
+    def _fault(
+        self,
+        kind: FaultKind,
+        agency: str,
+        *,
+        detail: str,
+        now: datetime,
+        agencies: Mapping[str, AgencyInfo],
+    ) -> list[DossierEvent]:
+        """The letter a fault owes, or none if this agency already apologised for this fault.
+
+        The letter's number is left empty: the desk numbers letters as it records them.
+        """
+        key = fault_key(kind, agency)
+        if key in self.faults:
+            return []
+        self.faults.append(key)
+        info = _agency(agencies, agency)
+        rule = FAULT_RULES[kind]
+        return [
+            FaultApologyIssued(
+                dossier_id=self.id,
+                letter_number="",
+                fault=kind,
+                issued_by_agency=agency,
+                issuer_name=info.name,
+                signatory_title=info.head_title,
+                applicant=self.applicant,
+                procedure_name=self.procedure_name,
+                received_at=self.received_at,
+                appointment_at=self.appointment_at,
+                reason=rule.reason.format(agency=info.name, detail=detail),
+                authority=rule.authority,
+                issued_at=now,
             )
         ]
 
@@ -553,7 +670,7 @@ class Dossier:
         self.original_appointment_at = original
         self.appointment_at = new
         self.apologised_at = now
-        agency = agencies.get(row.to_agency, AgencyInfo(name=row.to_agency, head_title="Thủ trưởng cơ quan"))
+        agency = _agency(agencies, row.to_agency)
         return ApologyIssued(
             dossier_id=self.id,
             letter_number=number,
@@ -605,3 +722,8 @@ class Dossier:
                 result={k: v for result in self.results.values() for k, v in result.items()},
             )
         ]
+
+
+def _agency(agencies: Mapping[str, AgencyInfo], agency: str) -> AgencyInfo:
+    """How an agency is named and who signs for it; a catalog without it gets a generic signatory."""
+    return agencies.get(agency, AgencyInfo(name=agency, head_title="Thủ trưởng cơ quan"))
