@@ -17,7 +17,9 @@ as root, on the ``trust`` volume). It does what ``make run`` does before it star
   formatted for another admin password; ``admin.properties`` for the healthcheck;
 - ``services/<name>/``, readable by that service's container user alone (:func:`service_uids`):
   ``kafka-password`` and, for a service that publishes, ``signing-key.jwk.json`` (a copy of its
-  agency's active key, so a rotated key is picked up by the next ``docker compose up``);
+  agency's active key, so a rotated key is picked up by the next ``docker compose up``); for
+  the notification service, ``letter-signing/``: a copy of every agency's letter-signing key and
+  certificate (a test CA each, :mod:`infra.letter_ca`; replace them with the real ones);
   ``services/operator/operator.env`` for the operators' tools.
 
 The key registry (``key-registry.json``) is readable by all. Everything else is mode 0600 in
@@ -37,8 +39,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import services.notification
 from infra.kafka.acls import declared_grants, principals_of
 from infra.kafka.node import ADMIN_PRINCIPAL, SASL_MECHANISM
+from infra.letter_ca import catalog_agencies
 from infra.stack import service_agencies
 from infra.tokens import LocalIssuer
 from infra.trust import TrustStore, write_private
@@ -114,6 +118,10 @@ class ComposeTrust:
         """``SIGNING_KEY_FILE`` of service ``name`` (only services that publish have one)."""
         return self.service_dir(name) / SIGNING_KEY_FILE
 
+    def letter_signing_dir(self) -> Path:
+        """The notification service's ``LETTER_SIGNING_DIR``: its copy of the agencies' letter keys."""
+        return self.service_dir(services.notification.MANIFEST.name) / "letter-signing"
+
     def principals(self) -> list[str]:
         """Every principal the deployment's ACLs name (services, onboarded agencies, operator)."""
         return principals_of(declared_grants(self.topic_prefix, self.store.agencies()))
@@ -127,6 +135,8 @@ class ComposeTrust:
         }
         if name in service_agencies():
             env["SIGNING_KEY_FILE"] = str(self.signing_key_file(name))
+        if name == services.notification.MANIFEST.name:
+            env["LETTER_SIGNING_DIR"] = str(self.letter_signing_dir())
         return env
 
     def cluster_id(self) -> str:
@@ -221,6 +231,8 @@ exec "$KAFKA_HOME/bin/kafka-server-start.sh" "$CONFIG"
         for name, agency in service_agencies().items():
             key = store.signing_key_path(agency).read_text(encoding="utf-8")
             write_private(self.signing_key_file(name), key)
+        for source in store.letter_signing_dir(catalog_agencies()).iterdir():
+            write_private(self.letter_signing_dir() / source.name, source.read_text(encoding="utf-8"))
         operator = {**store.kafka_access(BOOTSTRAP_SERVERS, OPERATOR).env()}
         operator["SIGNING_KEY_REGISTRY"] = str(store.key_registry_path)
         write_private(

@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import services.notification
 from contracts.agencies import agency_of
 from infra.kafka import KafkaNode, ensure_jars, free_port
 from infra.kafka.acls import OPERATOR, ProvisioningError, declared_grants, principals_of, service_runtimes
@@ -298,7 +299,15 @@ class Stack:
         agency = service_agencies().get(name)
         if agency is not None:
             env["SIGNING_KEY_FILE"] = str(self.secrets.signing_key_path(agency))
+        if name == services.notification.MANIFEST.name and "LETTER_SIGNING_DIR" not in env:
+            env["LETTER_SIGNING_DIR"] = str(self.letter_signing_dir())
         return env
+
+    def letter_signing_dir(self) -> Path:
+        """The agencies' letter-signing keys and certificates: a test CA each, made at first start."""
+        from infra.letter_ca import catalog_agencies  # here: it loads pyHanko, only notification's need
+
+        return self.secrets.letter_signing_dir(catalog_agencies())
 
     def signed_headers(self, headers: Sequence[tuple[str, bytes]], value: bytes) -> list[tuple[str, bytes]]:
         """``headers`` signed with the key of the agency their ``ce_source`` names (tools and tests).

@@ -10,6 +10,9 @@ environment. Layout:
     trust/tokens/                  the local token issuer (infra.tokens)
     trust/agencies.json            agencies onboarded with software of their own (infra.agencies)
     trust/agencies/<agency>.env    what each of them was given (mode 0600)
+    trust/letter-signing/          the notification service's LETTER_SIGNING_DIR: per agency a
+                                   key (0600), a signing certificate and its test CA's certificate
+    trust/letter-ca/               the private keys of those test CAs (infra.letter_ca)
 """
 
 from __future__ import annotations
@@ -20,13 +23,17 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contracts.signing import PublicKey, SigningKey, jwks_document, read_jwks, with_status
 from infra.kafka.node import ADMIN_PRINCIPAL, BrokerSecurity
 from services.runtime.kafka_access import KafkaAccess
+
+if TYPE_CHECKING:
+    from services.intake.domain.catalog import AgencyInfo
 
 CONTROLLER = "controller"
 """Not a client principal: the password of the KRaft controller listener."""
@@ -164,6 +171,23 @@ class TrustStore:
         ]
         self._write_registry([*keys, key.public])
         return path
+
+    @property
+    def letter_signing_path(self) -> Path:
+        """Where the agencies' letter-signing keys and certificates are (``LETTER_SIGNING_DIR``)."""
+        return self.root / "letter-signing"
+
+    def letter_signing_dir(self, agencies: Mapping[str, AgencyInfo]) -> Path:
+        """``LETTER_SIGNING_DIR`` with a test CA and certificate for each of ``agencies`` (the catalog's).
+
+        Made the first time an agency is asked for, then kept (see :mod:`infra.letter_ca`).
+        """
+        # Imported here: it loads the catalog and pyHanko, which only the letters' signer needs.
+        from infra.letter_ca import ensure_test_certificates
+
+        with self._locked():
+            ensure_test_certificates(self.letter_signing_path, self.root / "letter-ca", agencies)
+        return self.letter_signing_path
 
     def revoke(self, key_id: str) -> PublicKey:
         """Mark a key revoked: nothing it signed verifies any more. KeyError if there is no such key."""

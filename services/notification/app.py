@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -10,9 +11,12 @@ import asyncpg
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Response
 
 import services.notification
-from contracts.agencies import NOTIFICATION
+from contracts.agencies import NOTIFICATION, ONE_STOP
+from services.intake.domain.catalog import Catalog
 from services.notification import store
 from services.notification.delivery import DeliveryWorker
+from services.notification.document_signing import LetterSigner
+from services.notification.domain.notices import DEFAULT_DESK_NAME
 from services.notification.handlers import NoticeWriter
 from services.notification.settings import DeliverySettings
 from services.runtime.access import AUTH_RESPONSES, Access, Role
@@ -24,15 +28,36 @@ from services.runtime.working_days import VIETNAM_TZ
 
 DEFAULT_PORT = services.notification.MANIFEST.default_port
 
+log = logging.getLogger(__name__)
+
 
 def build_runtime(
-    settings: ServiceSettings, *, clock: Clock | None = None, delivery: DeliverySettings | None = None
+    settings: ServiceSettings,
+    *,
+    clock: Clock | None = None,
+    delivery: DeliverySettings | None = None,
+    signer: LetterSigner | None = None,
 ) -> ServiceRuntime:
-    """The notification service's runtime with its subscriptions and delivery worker declared."""
+    """The notification service's runtime with its subscriptions and delivery worker declared.
+
+    ``signer`` signs the letters; by default the one ``LETTER_SIGNING_DIR`` holds if it is set.
+    Without either the service is only wired (for its declarations: ACLs, the AsyncAPI
+    document) and signs nothing, so a letter it met would be dead-lettered, never sent unsigned;
+    :func:`create_app` requires one.
+    """
     delivery = delivery or DeliverySettings.from_env()
     runtime = ServiceRuntime(settings=settings, agency=NOTIFICATION, migrations=store.MIGRATIONS, clock=clock)
     channels = delivery.channels()
-    NoticeWriter(runtime=runtime, channels=tuple(channels), place=delivery.letter_place).register()
+    agencies = Catalog.load().agencies
+    if signer is None:
+        signer = delivery.letter_signer(agencies) if delivery.letter_signing_dir else LetterSigner({})
+    NoticeWriter(
+        runtime=runtime,
+        signer=signer,
+        channels=tuple(channels),
+        place=delivery.letter_place,
+        desk_name=agencies[ONE_STOP].name if ONE_STOP in agencies else DEFAULT_DESK_NAME,
+    ).register()
     worker = DeliveryWorker(
         pool=lambda: runtime.pool, clock=runtime.clock, channels=channels, policy=delivery.retry
     )
@@ -51,7 +76,10 @@ def create_app(
     """The notification service as an ASGI app (``/health``, ``/notices`` for desk officers and operators)."""
     settings = settings or ServiceSettings.from_env(NOTIFICATION, default_port=DEFAULT_PORT)
     access = access or Access.from_env()
-    runtime = build_runtime(settings, clock=clock, delivery=delivery)
+    delivery = delivery or DeliverySettings.from_env()
+    signer = delivery.letter_signer(Catalog.load().agencies)
+    log.info("letters are signed for %s", ", ".join(sorted(signer.agencies)))
+    runtime = build_runtime(settings, clock=clock, delivery=delivery, signer=signer)
     app = create_service_app(runtime, title="Notification service", access=access)
     app.include_router(notices_router(lambda: runtime.pool, access))
     return app

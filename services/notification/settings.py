@@ -1,4 +1,4 @@
-"""How the notification service reaches citizens: SMTP, the SMS gateway, retries, the letters' place.
+"""How the notification service reaches citizens: SMTP, SMS, retries, how its letters are signed.
 
 Everything comes from the environment with local defaults that point at the development
 mailbox (``python -m infra.mailbox``, which ``make run`` starts). Credentials are only ever
@@ -8,8 +8,9 @@ read from the environment.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 from services.notification.delivery import (
@@ -22,6 +23,7 @@ from services.notification.delivery import (
     SmsChannel,
     SmtpSettings,
 )
+from services.notification.document_signing import LetterSigner
 from services.notification.domain.notices import DEFAULT_PLACE
 from services.runtime.settings import ConfigurationError
 
@@ -38,10 +40,12 @@ class DeliverySettings:
     sms_gateway_token: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     letter_place: str = DEFAULT_PLACE
+    letter_signing_dir: Path | None = None
+    """Each agency's key, certificate and chain to sign its letters with (``LETTER_SIGNING_DIR``)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DeliverySettings:
-        """Read ``SMTP_*``, ``SMS_GATEWAY_*``, ``DELIVERY_*`` and ``LETTER_PLACE``."""
+        """Read ``SMTP_*``, ``SMS_GATEWAY_*``, ``DELIVERY_*``, ``LETTER_PLACE`` and ``LETTER_SIGNING_DIR``."""
         env = os.environ if environ is None else environ
         smtp = SmtpSettings(
             host=env.get("SMTP_HOST") or "127.0.0.1",
@@ -67,7 +71,27 @@ class DeliverySettings:
             sms_gateway_token=env.get("SMS_GATEWAY_TOKEN") or None,
             retry=retry,
             letter_place=env.get("LETTER_PLACE") or DEFAULT_PLACE,
+            letter_signing_dir=Path(env["LETTER_SIGNING_DIR"]) if env.get("LETTER_SIGNING_DIR") else None,
         )
+
+    def letter_signer(self, agencies: Collection[str]) -> LetterSigner:
+        """The signer of ``agencies``' letters; :class:`ConfigurationError` if it cannot sign them all.
+
+        Any agency of the catalog may issue a letter (an apology, a supplement request): the
+        service refuses to start without its certificate rather than dead-letter its first letter.
+        """
+        if self.letter_signing_dir is None:
+            raise ConfigurationError(
+                "LETTER_SIGNING_DIR is not set: every letter is signed by the agency that issues it"
+                " (make run sets it to .run/trust/letter-signing)"
+            )
+        signer = LetterSigner.from_directory(self.letter_signing_dir)
+        missing = sorted(set(agencies) - signer.agencies)
+        if missing:
+            raise ConfigurationError(
+                f"LETTER_SIGNING_DIR={self.letter_signing_dir} has no certificate for {', '.join(missing)}"
+            )
+        return signer
 
     def channels(self) -> dict[str, Channel]:
         """The enabled channels: e-mail always, SMS when a gateway is configured."""

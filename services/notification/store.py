@@ -72,7 +72,47 @@ MIGRATIONS = (
         );
         """,
     ),
+    Migration(
+        "notification-003-withdrawals",
+        """
+        -- A withdrawn dossier's notices still queued are voided (never sent), also those that
+        -- arrive after the withdrawal (a tax notice on its own topic may come later).
+        ALTER TABLE deliveries DROP CONSTRAINT deliveries_status_check;
+        ALTER TABLE deliveries ADD CONSTRAINT deliveries_status_check
+            CHECK (status IN ('pending', 'sent', 'failed', 'voided'));
+        CREATE TABLE withdrawn_dossiers (
+            dossier_id   text PRIMARY KEY,
+            withdrawn_at timestamptz NOT NULL
+        );
+        """,
+    ),
 )
+
+WITHDRAWAL_RECEIPT = "withdrawal"
+"""The notice kind that is sent although its dossier is withdrawn: it says so."""
+
+
+async def record_withdrawal(conn: Connection, dossier_id: str, *, at: datetime) -> None:
+    """Remember that the dossier was withdrawn (its later notices will be voided)."""
+    await conn.execute(
+        "INSERT INTO withdrawn_dossiers (dossier_id, withdrawn_at) VALUES ($1, $2)"
+        " ON CONFLICT (dossier_id) DO NOTHING",
+        dossier_id,
+        at,
+    )
+
+
+async def void_if_withdrawn(conn: Connection, dossier_id: str) -> int:
+    """Void the dossier's pending deliveries if it was withdrawn (the receipt aside); how many."""
+    voided: str = await conn.execute(
+        "UPDATE deliveries SET status = 'voided', last_error = 'dossier withdrawn'"
+        " WHERE status = 'pending'"
+        " AND notice_id IN (SELECT id FROM notices WHERE dossier_id = $1 AND kind <> $2)"
+        " AND EXISTS (SELECT 1 FROM withdrawn_dossiers WHERE dossier_id = $1)",
+        dossier_id,
+        WITHDRAWAL_RECEIPT,
+    )
+    return int(voided.split()[-1])
 
 
 async def record_notice(

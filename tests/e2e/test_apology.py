@@ -23,6 +23,7 @@ from infra.stack import Stack
 from services.runtime.working_days import WorkingDayCalendar
 from tests.dossier_samples import eventually_equal, land_transfer, pay, signed_in, wait_for_status
 from tests.kafka_probe import read_topic
+from tests.letter_signatures import signer_organisation
 from tests.systems import set_time
 
 pytestmark = pytest.mark.real
@@ -127,6 +128,9 @@ async def test_tax_overrun_gets_one_apology_then_escalation(services: Stack, db:
             (mail,) = apology_mails()
             pdfs = [p for p in mail.iter_attachments() if p.get_content_type() == "application/pdf"]
             assert len(pdfs) == 1
+            # Signed by the tax office, the agency at fault, as its CA vouches (PAdES, pyHanko).
+            signer = await signer_organisation(pdfs[0].get_content(), services.letter_signing_dir(), "tax")
+            assert signer == "Chi cục Thuế thành phố Tân An"
             assert "PHIẾU XIN LỖI" in mail.get_body(preferencelist=("plain",)).get_content()
             async with signed_in(services, "notification", timeout=10) as notes:
                 notices = (await notes.get("/notices", params={"dossier_id": dossier_id})).json()

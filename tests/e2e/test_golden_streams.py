@@ -220,7 +220,7 @@ async def test_land_transfer(stack: Stack) -> None:
         assert [(m.to, m.subject, m.attachments) for m in letters] == [
             (to, "Giấy tiếp nhận hồ sơ HS-GOLDEN-LAND-1", ()),
             (to, "Thông báo nộp tiền TB-2026-000001", ()),
-            (to, "Kết quả hồ sơ HS-GOLDEN-LAND-1", ()),
+            (to, "Kết quả hồ sơ HS-GOLDEN-LAND-1", ("thong-bao-ket-qua-HS-GOLDEN-LAND-1.pdf",)),
         ]
         receipt, tax_notice, result = letters
         assert "5. Thời gian trả kết quả giải quyết hồ sơ: 08 giờ 00 phút, ngày 19/03/2026" in receipt.lines
@@ -350,7 +350,7 @@ async def test_late_apology(stack: Stack) -> None:
                 ("phieu-xin-loi-HS-GOLDEN-LATE-1.pdf",),
             ),
             (to, "Thông báo nộp tiền TB-2026-000001", ()),
-            (to, "Kết quả hồ sơ HS-GOLDEN-LATE-1", ()),
+            (to, "Kết quả hồ sơ HS-GOLDEN-LATE-1", ("thong-bao-ket-qua-HS-GOLDEN-LATE-1.pdf",)),
         ]
         apology, result = letters[1], letters[3]
         assert apology.lines[0].strip().startswith("CHI CỤC THUẾ THÀNH PHỐ TÂN AN")
@@ -452,7 +452,7 @@ async def test_supplement_pause(stack: Stack) -> None:
             # gets a payment notice (000001) that the desk ignores, then the one that counts.
             (to, "Thông báo nộp tiền TB-2026-000001", ()),
             (to, "Thông báo nộp tiền TB-2026-000002", ()),
-            (to, "Kết quả hồ sơ HS-GOLDEN-SUPPLEMENT-1", ()),
+            (to, "Kết quả hồ sơ HS-GOLDEN-SUPPLEMENT-1", ("thong-bao-ket-qua-HS-GOLDEN-SUPPLEMENT-1.pdf",)),
         ]
         request, result = letters[1], letters[4]
         assert "   1. Bản vẽ sơ đồ thửa đất" in request.lines
@@ -519,7 +519,11 @@ async def test_mixed_versions(stack: Stack) -> None:
         assert [(m.to, m.subject, m.attachments) for m in letters] == [
             ("Nguyễn Văn An 9105 <an9105@example.vn>", "Giấy tiếp nhận hồ sơ HS-GOLDEN-V1-1", ()),
             ("Nguyễn Văn An 9104 <an9104@example.vn>", "Giấy tiếp nhận hồ sơ HS-GOLDEN-COPY-1", ()),
-            ("Nguyễn Văn An 9104 <an9104@example.vn>", "Kết quả hồ sơ HS-GOLDEN-COPY-1", ()),
+            (
+                "Nguyễn Văn An 9104 <an9104@example.vn>",
+                "Kết quả hồ sơ HS-GOLDEN-COPY-1",
+                ("thong-bao-ket-qua-HS-GOLDEN-COPY-1.pdf",),
+            ),
         ]
         old_receipt, new_receipt, result = letters
         # Upcast from v1: document codes only, and one fee total without its name.

@@ -48,6 +48,7 @@ from services.notification.delivery import (
     RetryPolicy,
     SmtpSettings,
 )
+from services.notification.document_signing import LetterSigner
 from services.notification.handlers import NoticeWriter
 from services.notification.settings import DeliverySettings
 from services.runtime.clock import ManualClock
@@ -57,6 +58,7 @@ from services.runtime.service import ServiceRuntime
 from services.runtime.settings import ServiceSettings
 from services.runtime.unit_of_work import unit_of_work
 from tests.dossier_samples import applicant, eventually_equal
+from tests.letter_signatures import signer_organisation
 
 pytestmark = pytest.mark.real
 
@@ -125,7 +127,8 @@ async def notification(stack: Stack) -> AsyncIterator[Notification]:
         clock=clock,
     )
     try:
-        yield Notification(pool, clock, NoticeWriter(runtime=runtime))
+        signer = LetterSigner.from_directory(stack.letter_signing_dir())
+        yield Notification(pool, clock, NoticeWriter(runtime=runtime, signer=signer))
     finally:
         await pool.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await pool.close()
@@ -223,6 +226,9 @@ async def test_apology_is_emailed_once_with_the_pdf_and_a_stable_message_id(
     pdf = pdf_text(the_pdf(message))
     assert "PHIẾU XIN LỖI VÀ HẸN LẠI NGÀY TRẢ KẾT QUẢ" in pdf
     assert "vào 10 giờ 00 phút, ngày 17/03/2026" in pdf  # WHEN + 7 days, in Vietnam time
+    # Signed by the tax office, the agency at fault, as its CA vouches.
+    tax_name = "Chi cục Thuế thành phố Tân An"
+    assert await signer_organisation(the_pdf(message), stack.letter_signing_dir(), "tax") == tax_name
 
     delivery = await notification.delivery(event)
     assert (delivery["status"], delivery["attempts"], delivery["provider_id"]) == (

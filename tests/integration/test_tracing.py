@@ -14,7 +14,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,6 +34,7 @@ from services.intake import app as intake_app
 from services.intake.api import build_router
 from services.land_registry import app as land_registry_app
 from services.notification import app as notification_app
+from services.notification.settings import DeliverySettings
 from services.runtime import telemetry
 from services.runtime.clock import Clock, VirtualClock
 from services.runtime.http_app import create_service_app
@@ -108,6 +109,11 @@ class Services:
         self.runtimes: dict[str, ServiceRuntime] = {}
         self.apps: dict[str, FastAPI] = {}
 
+    def notification(self, settings: ServiceSettings) -> ServiceRuntime:
+        """The notification service, signing letters with the stack's agency certificates."""
+        delivery = replace(DeliverySettings.from_env(), letter_signing_dir=self.stack.letter_signing_dir())
+        return notification_app.build_runtime(settings, delivery=delivery)
+
     def settings(self, name: str) -> ServiceSettings:
         return self.stack.settings_for(
             name, agency=AGENCIES.get(name), database_url=self.database_url, topic_prefix=self.prefix
@@ -123,7 +129,7 @@ class Services:
                 build = {
                     "land_registry": land_registry_app.build_runtime,
                     "tax": tax_app.build_runtime,
-                    "notification": notification_app.build_runtime,
+                    "notification": self.notification,
                 }[name]
                 runtime = build(self.settings(name))
                 app = create_service_app(runtime, title=name)

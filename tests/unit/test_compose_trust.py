@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
+import services.notification
 from infra.compose_trust import KAFKA_UID, SERVICE_UIDS, TRUST_UID, ComposeTrust, main
 from infra.kafka.acls import declared_grants, principals_of
+from infra.letter_ca import catalog_agencies
 from infra.stack import service_agencies
 from infra.tokens import LocalIssuer
+from services.notification.document_signing import LetterSigner
 from services.runtime.access import Access
 
 
@@ -199,3 +202,14 @@ def test_the_broker_refuses_storage_formatted_for_another_admin(trust: ComposeTr
     assert result.returncode != 0
     assert "docker compose down -v" in result.stderr
     assert not calls.exists(), "the broker started on storage it cannot authenticate to"
+
+
+def test_the_notification_service_gets_every_agencys_letter_signing_certificate(trust: ComposeTrust) -> None:
+    directory = trust.letter_signing_dir()
+    assert trust.service_environment("notification")["LETTER_SIGNING_DIR"] == str(directory)
+    assert str(directory).replace(str(trust.root), "/trust") == services.notification.LETTER_SIGNING_MOUNT
+    assert LetterSigner.from_directory(directory).agencies == set(catalog_agencies())
+    assert trust.owner(directory / "tax.key.pem") == SERVICE_UIDS["notification"]
+    assert {mode(path) for path in directory.iterdir()} == {0o600}
+    # The test CAs' keys stay in the trust store, out of the service's reach.
+    assert not list(directory.glob("*.ca.key.pem"))

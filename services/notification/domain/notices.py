@@ -3,8 +3,11 @@
 Layouts follow the forms of Circular 01/2018/TT-VPCP (kept by Circular 03/2025/TT-VPCP):
 the receipt and appointment slip (Mẫu 01), the supplement request (Mẫu 02), the apology and
 rescheduling letter, and the result notice; the tax payment notice follows the tax
-authority's notice. Plain Python: an event in, a rendered notice out. The two letters are also
-rendered as PDF (:mod:`services.notification.domain.letters`) and travel as attachments.
+authority's notice. Plain Python: an event in, a rendered notice out. The letters (supplement
+request, apologies, the result notice or refusal) are also rendered as PDF
+(:mod:`services.notification.domain.letters`) and travel as attachments, each naming the agency
+that issues it: the service signs it with that agency's certificate before keeping it
+(:mod:`services.notification.document_signing`).
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from contracts.agencies import ONE_STOP
 from contracts.events import (
     ApologyIssued,
     Applicant,
     DossierEvent,
     DossierReceived,
     DossierReturned,
+    DossierWithdrawn,
+    FaultApologyIssued,
     PaymentNoticeIssued,
     SupplementRequested,
 )
@@ -27,6 +33,9 @@ from services.runtime.working_days import VIETNAM_TZ
 
 DEFAULT_PLACE = "Tân An"
 """Where letters are dated ("Tân An, ngày …"); ``LETTER_PLACE`` overrides it."""
+
+DEFAULT_DESK_NAME = "Bộ phận Tiếp nhận và Trả kết quả"
+"""The desk as the law names it; the service prints the catalog's name for ``one_stop`` instead."""
 
 RESULT_LABELS = {
     "certificate_serial": "Số phát hành Giấy chứng nhận",
@@ -44,6 +53,9 @@ class Attachment:
     filename: str
     content_type: str
     data: bytes
+    signed_by: str | None = None
+    """The issuing agency (``tax``) of a letter: the service signs the PDF with its certificate
+    before keeping it. None for what is read back from the store (signed already)."""
 
 
 @dataclass(frozen=True)
@@ -76,18 +88,27 @@ def day(moment: datetime) -> str:
     return f"{moment.astimezone(VIETNAM_TZ):%d/%m/%Y}"
 
 
-def render(event: DossierEvent, *, place: str = DEFAULT_PLACE) -> Notice | None:
-    """The notice an event calls for, or None when it concerns no citizen."""
+def render(
+    event: DossierEvent, *, place: str = DEFAULT_PLACE, desk_name: str = DEFAULT_DESK_NAME
+) -> Notice | None:
+    """The notice an event calls for, or None when it concerns no citizen.
+
+    ``desk_name`` is the one-stop desk's name as its letters print it (the result notice).
+    """
     if isinstance(event, DossierReceived):
         return _receipt(event)
     if isinstance(event, PaymentNoticeIssued):
         return _payment_notice(event)
     if isinstance(event, DossierReturned):
-        return _result(event)
+        return _result(event, place, desk_name)
     if isinstance(event, SupplementRequested):
         return _supplement_request(event, place)
     if isinstance(event, ApologyIssued):
         return _apology(event, place)
+    if isinstance(event, FaultApologyIssued):
+        return _fault_apology(event, place)
+    if isinstance(event, DossierWithdrawn):
+        return _withdrawal_receipt(event)
     return None
 
 
@@ -147,7 +168,8 @@ Thời gian thực hiện nghĩa vụ tài chính không tính vào thời hạn
     return Notice("tax_notice", e.dossier_id, e.applicant, subject, body, sms)
 
 
-def _result(e: DossierReturned) -> Notice:
+def _result(e: DossierReturned, place: str, desk_name: str) -> Notice:
+    """Thông báo kết quả; when refused, the refusal (thông báo từ chối giải quyết) with the reason."""
     outcome = "ĐÃ CÓ KẾT QUẢ" if e.outcome == "approved" else "KHÔNG ĐƯỢC GIẢI QUYẾT"
     timing = "đúng hẹn" if e.on_time else "trễ hẹn"
     details = "\n".join(
@@ -163,7 +185,35 @@ Thời gian trả kết quả: {when(e.returned_at)} ({timing}; ngày hẹn {whe
 {details}
 """
     sms = f"Hồ sơ {e.dossier_id} {outcome.lower()}; mời Ông/Bà nhận kết quả tại Bộ phận Một cửa."
-    return Notice("result", e.dossier_id, e.applicant, f"Kết quả hồ sơ {e.dossier_id}", body, sms)
+    # The desk returns every result, a refusal included, so the desk issues and signs the letter.
+    refused = e.outcome == "rejected"
+    letter = Letter(
+        issuer=desk_name,
+        number=None,
+        place=place,
+        issued_at=e.returned_at,
+        title="THÔNG BÁO TỪ CHỐI GIẢI QUYẾT HỒ SƠ" if refused else "THÔNG BÁO KẾT QUẢ GIẢI QUYẾT HỒ SƠ",
+        addressee=f"Kính gửi: Ông/Bà {e.applicant.full_name}",
+        paragraphs=(
+            f"Mã hồ sơ: {e.dossier_id}",
+            f"Hồ sơ đề nghị giải quyết thủ tục hành chính: {e.procedure_name} của Ông/Bà {outcome.lower()}.",
+            f"Lý do từ chối: {_sentence(e.summary)}." if refused else e.summary,
+            f"Thời gian trả kết quả: {when(e.returned_at)} ({timing}; ngày hẹn {when(e.appointment_at)}).",
+            *(f"   {label}: {e.result[key]}" for key, label in RESULT_LABELS.items() if key in e.result),
+        ),
+        signatory="Người trả kết quả",
+        signature_note="(Ký và ghi rõ họ tên)",
+    )
+    stem = "thong-bao-tu-choi" if refused else "thong-bao-ket-qua"
+    return Notice(
+        kind="result",
+        dossier_id=e.dossier_id,
+        recipient=e.applicant,
+        subject=f"Kết quả hồ sơ {e.dossier_id}",
+        body=body,
+        sms=sms,
+        attachment=Attachment(_filename(stem, e.dossier_id), "application/pdf", as_pdf(letter), ONE_STOP),
+    )
 
 
 def _supplement_request(e: SupplementRequested, place: str) -> Notice:
@@ -201,24 +251,43 @@ def _supplement_request(e: SupplementRequested, place: str) -> Notice:
         body=as_text(letter),
         sms=nfc(f"Hồ sơ {e.dossier_id} cần bổ sung: {missing}. Phiếu yêu cầu đã gửi qua thư điện tử."),
         attachment=Attachment(
-            _filename("phieu-yeu-cau-bo-sung", e.dossier_id), "application/pdf", as_pdf(letter)
+            _filename("phieu-yeu-cau-bo-sung", e.dossier_id),
+            "application/pdf",
+            as_pdf(letter),
+            signed_by=e.requested_by_agency,
         ),
     )
 
 
-def _apology(e: ApologyIssued, place: str) -> Notice:
-    """Phiếu xin lỗi và hẹn lại ngày trả kết quả, signed by the head of the agency at fault."""
-    letter = Letter(
+def _letter_of_apology(
+    e: ApologyIssued | FaultApologyIssued, place: str, title: str, body: tuple[str, ...]
+) -> Letter:
+    """An apology on the agency's letterhead, signed by its head: the dossier, then ``body``."""
+    return Letter(
         issuer=e.issuer_name,
         number=e.letter_number,
         place=place,
         issued_at=e.issued_at,
-        title="PHIẾU XIN LỖI VÀ HẸN LẠI NGÀY TRẢ KẾT QUẢ",
+        title=title,
         addressee=f"Kính gửi: Ông/Bà {e.applicant.full_name}",
         paragraphs=(
             f"Ngày {day(e.received_at)}, Bộ phận Tiếp nhận và Trả kết quả tiếp nhận hồ sơ của Ông/Bà"
             f" đề nghị giải quyết thủ tục hành chính: {e.procedure_name}.",
             f"Mã hồ sơ: {e.dossier_id}",
+            *body,
+        ),
+        signatory=e.signatory_title,
+        signature_note="(Ký, ghi rõ họ tên và đóng dấu)",
+    )
+
+
+def _apology(e: ApologyIssued, place: str) -> Notice:
+    """Phiếu xin lỗi và hẹn lại ngày trả kết quả, signed by the head of the agency at fault."""
+    letter = _letter_of_apology(
+        e,
+        place,
+        "PHIẾU XIN LỖI VÀ HẸN LẠI NGÀY TRẢ KẾT QUẢ",
+        (
             f"Thời hẹn trả kết quả giải quyết hồ sơ: {when(e.original_appointment_at)}.",
             f"Tuy nhiên đến nay, {e.issuer_name} chưa trả kết quả giải quyết hồ sơ của Ông/Bà,"
             f" lý do: {_sentence(e.reason)}.",
@@ -226,8 +295,6 @@ def _apology(e: ApologyIssued, place: str) -> Notice:
             f" vào {when(e.new_appointment_at)}.",
             "Mong nhận được sự thông cảm của Ông/Bà vì sự chậm trễ này./.",
         ),
-        signatory=e.signatory_title,
-        signature_note="(Ký, ghi rõ họ tên và đóng dấu)",
     )
     return Notice(
         kind="apology",
@@ -239,8 +306,64 @@ def _apology(e: ApologyIssued, place: str) -> Notice:
             f"{e.issuer_name} xin lỗi Ông/Bà vì hồ sơ {e.dossier_id} trễ hẹn."
             f" Hẹn trả kết quả mới: {when(e.new_appointment_at)}."
         ),
-        attachment=Attachment(_filename("phieu-xin-loi", e.dossier_id), "application/pdf", as_pdf(letter)),
+        attachment=Attachment(
+            _filename("phieu-xin-loi", e.dossier_id),
+            "application/pdf",
+            as_pdf(letter),
+            signed_by=e.issued_by_agency,
+        ),
     )
+
+
+def _fault_apology(e: FaultApologyIssued, place: str) -> Notice:
+    """Thư xin lỗi for faulty handling, signed by the head of the agency at fault; no new date."""
+    letter = _letter_of_apology(
+        e,
+        place,
+        "THƯ XIN LỖI",
+        (
+            f"Trong quá trình giải quyết, {e.issuer_name} đã để xảy ra sai sót: {_sentence(e.reason)}.",
+            f"{e.issuer_name} thành thật xin lỗi Ông/Bà về sai sót này. Sai sót này không làm"
+            " thay đổi thời hạn giải quyết hồ sơ của Ông/Bà theo quy định.",
+            f"Căn cứ: {_sentence(e.authority)}./.",
+        ),
+    )
+    return Notice(
+        kind="fault_apology",
+        dossier_id=e.dossier_id,
+        recipient=e.applicant,
+        subject=f"Thư xin lỗi, hồ sơ {e.dossier_id}",
+        body=as_text(letter),
+        sms=nfc(f"{e.issuer_name} xin lỗi Ông/Bà vì sai sót khi giải quyết hồ sơ {e.dossier_id}."),
+        attachment=Attachment(
+            _filename("thu-xin-loi", e.dossier_id),
+            "application/pdf",
+            as_pdf(letter),
+            signed_by=e.issued_by_agency,
+        ),
+    )
+
+
+def _withdrawal_receipt(e: DossierWithdrawn) -> Notice:
+    by = (
+        "theo đề nghị của Ông/Bà"
+        if e.requested_by == "citizen"
+        else "theo đề nghị của Ông/Bà tại Bộ phận Một cửa"
+    )
+    body = f"""XÁC NHẬN RÚT HỒ SƠ
+Mã hồ sơ: {e.dossier_id}
+
+Kính gửi: Ông/Bà {e.applicant.full_name}
+Hồ sơ "{e.procedure_name}" tiếp nhận ngày {day(e.received_at)} đã được rút {by}
+vào {when(e.withdrawn_at)}. Lý do: {_sentence(e.reason)}.
+Các cơ quan đã dừng giải quyết hồ sơ; các thông báo chưa gửi về hồ sơ này được hủy.
+Mời Ông/Bà nhận lại giấy tờ đã nộp tại Bộ phận Một cửa.
+"""
+    sms = (
+        f"Hồ sơ {e.dossier_id} đã được rút vào {when(e.withdrawn_at)};"
+        " mời nhận lại giấy tờ tại Bộ phận Một cửa."
+    )
+    return Notice("withdrawal", e.dossier_id, e.applicant, f"Xác nhận rút hồ sơ {e.dossier_id}", body, sms)
 
 
 def _sentence(text: str) -> str:
