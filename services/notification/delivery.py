@@ -367,6 +367,8 @@ class DeliveryWorker:
         # A few sends at a time: each holds a pool connection while it records its outcome.
         self._sending = asyncio.Semaphore(concurrency)
         self._wakeup = asyncio.Event()
+        self._in_flight = 0
+        """Deliveries claimed and not yet recorded: leased, so the table no longer counts them."""
         self.sent_total = 0
         self.failed_total = 0
         self.errors_total = 0
@@ -395,14 +397,13 @@ class DeliveryWorker:
                     await listener.remove_listener(DELIVERY_WAKEUP, self._on_notify)
 
     async def count_due(self, conn: Connection, now: datetime) -> int:
-        """Deliveries due and not yet sent (or given up): 0 once the worker has caught up."""
-        return int(
-            await conn.fetchval(
-                f"SELECT count(*) FROM deliveries WHERE {_DUE}",
-                now,
-                sorted(self.channels),
-            )
-        )
+        """Deliveries due and not yet sent (or given up): 0 once the worker has caught up.
+
+        Those being sent count too: a replay that saw none while a batch was in flight moved
+        its clock on, and the batch's attempts were stamped at a later moment than recorded.
+        """
+        due = await conn.fetchval(f"SELECT count(*) FROM deliveries WHERE {_DUE}", now, sorted(self.channels))
+        return int(due) + self._in_flight
 
     def _on_notify(self, *_: object) -> None:
         self._wakeup.set()
@@ -417,16 +418,24 @@ class DeliveryWorker:
             return 0
         now = self._clock.now()
         channels = sorted(self.channels)
-        async with self._pool().acquire() as conn, conn.transaction():
-            await conn.execute(_ABANDON, now, self.policy.max_attempts, channels)
-            rows = await conn.fetch(
-                _CLAIM, now, channels, self.batch_size, self.policy.max_attempts, self.policy.lease_seconds
-            )
-        if not rows:
-            return 0
-        outcomes = await asyncio.gather(*(self._deliver(_outgoing(row)) for row in rows))
-        await self._record(outcomes)
-        return len(outcomes)
+        claimed = 0
+        try:
+            async with self._pool().acquire() as conn, conn.transaction():
+                await conn.execute(_ABANDON, now, self.policy.max_attempts, channels)
+                policy = self.policy
+                rows = await conn.fetch(
+                    _CLAIM, now, channels, self.batch_size, policy.max_attempts, policy.lease_seconds
+                )
+                # Counted before the claim commits: until then the table still shows them due.
+                claimed = len(rows)
+                self._in_flight += claimed
+            if not rows:
+                return 0
+            outcomes = await asyncio.gather(*(self._deliver(_outgoing(row)) for row in rows))
+            await self._record(outcomes)
+            return len(outcomes)
+        finally:
+            self._in_flight -= claimed
 
     async def _deliver(self, item: Outgoing) -> _Outcome:
         async with self._sending:
@@ -456,8 +465,9 @@ class DeliveryWorker:
             )
             if sent:
                 await conn.executemany(
+                    # A delivery voided while this send was in flight went all the same: say so.
                     "UPDATE deliveries SET status = 'sent', sent_at = $2, provider_id = $3, last_error = NULL"
-                    " WHERE id = $1 AND status = 'pending'",
+                    " WHERE id = $1 AND status IN ('pending', 'voided')",
                     [(o.item.delivery_id, o.finished, o.provider_id) for o in sent],
                 )
             if unsent:

@@ -466,13 +466,20 @@ class Replayer:
         stay where they are until the last stop: what they do is caused by records, each
         handled at its own time (``clock.work_time``), and a clock moved past a record they
         have not read yet would make them handle it late. With ``settle_all`` (the first and
-        last stop), every service moves and does everything, until nothing is left to do.
+        last stop), every service first does what it has, then moves and does everything due,
+        until nothing is left to do.
         """
         timed = set(self.target.services) if settle_all else self._timed
         if self._sent:
             with self.report.timing("barriers: records handled"):
                 await self.consumption.handled(self._sent, timeout=self.settle_timeout, among=timed)
             self._sent.clear()
+        if settle_all:
+            # The clocks that stayed behind move now: first let them finish, at their own
+            # times, what the records caused (notices written, first deliveries sent), or it
+            # would be stamped with the new time (a slow notifier made two replays differ).
+            with self.report.timing("settling"):
+                await self.settle()
         with self.report.timing("barriers: clocks moved"):
             readings = await self.set_clocks(at, among=timed)
         self.report.moments += 1
