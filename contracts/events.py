@@ -318,6 +318,50 @@ class DossierEscalated(DossierEvent):
     detected_at: datetime
 
 
+class StepDelayReported(DossierEvent):
+    """An agency reports, before its step is due, that it will be late, why, and when it expects to finish.
+
+    The desk apologises to the citizen at once with the new date (at least one working day
+    ahead when reported in time) and watches the step against the reported date.
+    """
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.step_delay_reported.v1"
+
+    step_index: int = Field(ge=0)
+    agency: Agency
+    action: str
+    handoff_row: int | None = Field(default=None, ge=0, description="The handoff's slip row, quoted back.")
+    reason: str = Field(min_length=1, max_length=1000, examples=["Chờ kết quả đo đạc lại thửa đất"])
+    expected_at: datetime = Field(description="When the agency expects to complete the step.")
+    reported_at: datetime
+
+
+class SatisfactionScores(Contract):
+    """The citizen's rating of the service, 1 (very dissatisfied) to 5 (very satisfied).
+
+    The five elements of the Ministry of Home Affairs' satisfaction index (SIPAS, Quyết định
+    1383/QĐ-BNV): access to the service, the procedure, the officials, the result, and how
+    feedback is received and handled.
+    """
+
+    access: int = Field(ge=1, le=5, description="Tiếp cận dịch vụ")
+    procedure: int = Field(ge=1, le=5, description="Thủ tục hành chính")
+    officials: int = Field(ge=1, le=5, description="Công chức trực tiếp giải quyết công việc")
+    result: int = Field(ge=1, le=5, description="Kết quả cung ứng dịch vụ")
+    feedback: int = Field(ge=1, le=5, description="Tiếp nhận, xử lý góp ý, phản ánh, kiến nghị")
+
+
+class DossierRated(DossierEvent):
+    """The citizen rated the service after the result: once per dossier, no personal data."""
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.rated.v1"
+
+    procedure_code: str
+    agencies: list[Agency] = Field(description="Every agency that had a step of the dossier, the desk first.")
+    scores: SatisfactionScores
+    rated_at: datetime
+
+
 FaultKind = Literal["repeat_supplement_request"]
 """The faults in handling (sai sót) the desk detects on its own, each owed its own letter."""
 
@@ -465,6 +509,8 @@ EVENT_TYPES: dict[str, type[DossierEvent]] = {
         FaultApologyIssued,
         DossierWithdrawn,
         HandoffWithdrawn,
+        StepDelayReported,
+        DossierRated,
         DossierProgressedV1,
         DossierProgressed,
     )

@@ -52,6 +52,10 @@ def system_for(run_dir: Path) -> Stack:
             "DELIVERY_BACKOFF_SECONDS": "2",
             "DELIVERY_BACKOFF_MAX_SECONDS": "15",
             "DELIVERY_MAX_ATTEMPTS": "100",
+            # A send cut off by a SIGKILL is taken up again when its lease runs out: soon here,
+            # so the audit sees it delivered (SMTP to the local mailbox answers in milliseconds).
+            "DELIVERY_LEASE_SECONDS": "20",
+            "SMTP_TIMEOUT_SECONDS": "5",
         },
         per_service_env={name: {"CLOCK": "wall"} for name in WALL_CLOCK},
     )

@@ -8,7 +8,7 @@ import zlib
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -136,6 +136,13 @@ def api_router(queries: ConsoleQueries) -> APIRouter:
     )
     async def apologies(agency: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         return [to_json(a) for a in await queries.apologies(agency=agency, kind=kind)]
+
+    @router.get(
+        "/satisfaction",
+        summary="Citizens' ratings (SIPAS' five elements, 1 to 5) by agency or procedure",
+    )
+    async def satisfaction(by: Literal["agency", "procedure"] = "agency") -> list[dict[str, Any]]:
+        return [to_json(r) for r in await queries.satisfaction(by=by)]
 
     @router.get("/escalations", summary="Rescheduled dossiers that slipped again")
     async def escalations() -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from contracts.events import (
     ApologyIssued,
     DossierEscalated,
     DossierProgressed,
+    DossierRated,
     DossierReceived,
     FaultApologyIssued,
     StepOverdue,
@@ -41,7 +42,14 @@ class ReadModel:
         self.runtime.subscribe(
             topics.INTAKE_EVENTS,
             consumer=CONSUMER,
-            accepts=(DossierProgressed, StepOverdue, ApologyIssued, DossierEscalated, DossierReceived),
+            accepts=(
+                DossierProgressed,
+                StepOverdue,
+                ApologyIssued,
+                DossierEscalated,
+                DossierReceived,
+                DossierRated,
+            ),
             handler=self.apply,
         )
         self.runtime.subscribe(
@@ -62,6 +70,8 @@ class ReadModel:
             await store.save_apology(uow.conn, event.id, data)
         elif isinstance(data, DossierEscalated):
             await store.save_escalation(uow.conn, event.id, data)
+        elif isinstance(data, DossierRated):
+            await store.save_rating(uow.conn, data)
         elif isinstance(data, DossierReceived):
             await store.save_applicant(uow.conn, data.dossier_id, data.applicant)
 

@@ -158,6 +158,11 @@ def pages_router(queries: ConsoleQueries, access: ConsoleAccess) -> APIRouter:
             reports=[
                 (by, report.measure, [rate_json(r) for r in report.groups]) for by, report in reports.items()
             ],
+            # Over every rating so far: the period filters on-time rates only.
+            satisfaction={
+                "agency": await queries.satisfaction(by="agency"),
+                "procedure": await queries.satisfaction(by="procedure"),
+            },
         )
 
     @router.get("/overdue")
@@ -171,6 +176,10 @@ def pages_router(queries: ConsoleQueries, access: ConsoleAccess) -> APIRouter:
         letters = await queries.apologies()
         counts = Counter(a["kind"] for a in letters)
         shown = [a for a in letters if kind in (None, "", a["kind"])]
+        # The one-working-day rule: letters that reached the citizen with less notice than that.
+        short = sum(
+            1 for a in letters if a["working_days_notice"] is not None and a["working_days_notice"] < 1
+        )
         return render(
             request,
             "apologies.html",
@@ -178,6 +187,7 @@ def pages_router(queries: ConsoleQueries, access: ConsoleAccess) -> APIRouter:
             counts=counts,
             kind=kind or "",
             kinds=labels.APOLOGY_KINDS,
+            short_notice=short,
         )
 
     return router

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -103,6 +103,13 @@ class ConsoleQueries:
         """Apology letters issued, newest first."""
         async with self._pool().acquire() as conn:
             return await store.apologies(conn, agency=agency or None, kind=kind or None)
+
+    async def satisfaction(self, *, by: Literal["agency", "procedure"]) -> list[dict[str, Any]]:
+        """The citizens' ratings by agency or procedure, with each group's Vietnamese label."""
+        async with self._pool().acquire() as conn:
+            rows = await store.satisfaction(conn, by=by)
+        name = labels.agency if by == "agency" else labels.procedure
+        return [{**row, "label": name(row["key"])} for row in rows]
 
     async def escalations(self) -> list[dict[str, Any]]:
         """Escalations to supervisors, newest first."""

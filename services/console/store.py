@@ -16,6 +16,7 @@ from contracts.events import (
     Applicant,
     DossierEscalated,
     DossierProgressed,
+    DossierRated,
     FaultApologyIssued,
     StepOverdue,
 )
@@ -184,7 +185,27 @@ MIGRATIONS = (
         CREATE INDEX apologies_kind ON apologies (kind, issued_at DESC);
         """,
     ),
+    Migration(
+        "console-005-ratings",
+        """
+        -- The citizens' ratings (SIPAS' five elements, 1 to 5), one per dossier.
+        CREATE TABLE ratings (
+            dossier_id     text PRIMARY KEY,
+            procedure_code text NOT NULL,
+            agencies       text[] NOT NULL,
+            access         smallint NOT NULL,
+            procedure      smallint NOT NULL,
+            officials      smallint NOT NULL,
+            result         smallint NOT NULL,
+            feedback       smallint NOT NULL,
+            rated_at       timestamptz NOT NULL
+        );
+        """,
+    ),
 )
+
+SCORE_ELEMENTS = ("access", "procedure", "officials", "result", "feedback")
+"""The rated elements, as ``SatisfactionScores`` names them."""
 
 MAX_TRACE_SPANS = 5000
 """A dossier's page shows at most this many spans (a year-long dossier can have many)."""
@@ -523,6 +544,43 @@ async def overdue_steps(
         dossier_id,
         open_only,
         limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def save_rating(conn: Connection, event: DossierRated) -> None:
+    """A citizen's rating (the first one kept: a dossier is rated once)."""
+    scores = event.scores
+    await conn.execute(
+        "INSERT INTO ratings (dossier_id, procedure_code, agencies, access, procedure, officials, result,"
+        " feedback, rated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " ON CONFLICT (dossier_id) DO NOTHING",
+        event.dossier_id,
+        event.procedure_code,
+        event.agencies,
+        scores.access,
+        scores.procedure,
+        scores.officials,
+        scores.result,
+        scores.feedback,
+        event.rated_at,
+    )
+
+
+async def satisfaction(conn: Connection, *, by: str) -> list[dict[str, Any]]:
+    """Ratings by agency (each agency a dossier passed) or by procedure.
+
+    Per group: how many, the mean of each element and of all five, and the share of ratings
+    whose mean is 4 or more (satisfied).
+    """
+    group = "unnest(agencies)" if by == "agency" else "procedure_code"
+    means = ", ".join(f"round(avg({e}), 2) AS {e}" for e in SCORE_ELEMENTS)
+    overall = " + ".join(SCORE_ELEMENTS)
+    rows = await conn.fetch(
+        f"SELECT {group} AS key, count(*) AS ratings, {means},"
+        f" round(avg(({overall}) / 5.0), 2) AS overall,"
+        f" round(100.0 * avg((({overall}) / 5.0 >= 4)::int), 1) AS satisfied_percent"
+        " FROM ratings GROUP BY 1 ORDER BY 1"
     )
     return [dict(r) for r in rows]
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from contracts.events import Applicant
+from contracts.events import Applicant, SatisfactionScores
 from services.intake.domain.catalog import Fee, Procedure, RequiredDocument, Step
 from services.intake.domain.dossier import Dossier, PaymentRefused, SubmissionRefused, TransitionRefused
 from services.intake.handlers import (
@@ -276,6 +276,20 @@ class Withdrawal(BaseModel):
     )
 
 
+class Rating(BaseModel):
+    """The citizen's rating after the result, opened by the receipt's code (no account needed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lookup_code: str = Field(
+        min_length=LOOKUP_CODE_LENGTH,
+        max_length=LOOKUP_CODE_LENGTH,
+        pattern=f"^[{LOOKUP_ALPHABET}]+$",
+        description="The code printed on the receipt.",
+    )
+    scores: SatisfactionScores
+
+
 class DeskRefusal(BaseModel):
     """The desk refuses to settle the dossier (từ chối giải quyết), with the reason for the citizen."""
 
@@ -388,13 +402,8 @@ def build_router(desk: Desk, access: Access) -> APIRouter:
             description="The code printed on the receipt.",
         ),
     ) -> PublicStatusView:
-        try:
-            dossier = await desk.lookup(dossier_id)
-        except DossierNotFound:
-            dossier = None
         # One answer for "no such dossier" and "wrong code": the look-up says nothing to a guesser.
-        if dossier is None or not hmac.compare_digest(dossier.lookup_code.encode(), lookup_code.encode()):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "no dossier with that id and look-up code")
+        dossier = await holder_of_receipt(dossier_id, lookup_code)
         return PublicStatusView.of(dossier, now=desk.runtime.clock.now(), calendar=desk.calendar)
 
     @router.post(
@@ -471,13 +480,7 @@ def build_router(desk: Desk, access: Access) -> APIRouter:
         if by_citizen:
             # A citizen's token says who they are, not which dossiers are theirs: the receipt's
             # code does, and a wrong one gets the look-up's answer so it tells a guesser nothing.
-            try:
-                dossier = await desk.lookup(dossier_id)
-            except DossierNotFound:
-                dossier = None
-            code = (body.lookup_code or "").encode()
-            if dossier is None or not hmac.compare_digest(dossier.lookup_code.encode(), code):
-                raise HTTPException(status.HTTP_404_NOT_FOUND, "no dossier with that id and look-up code")
+            await holder_of_receipt(dossier_id, body.lookup_code)
         with refusals(dossier_id):
             handled = await desk.withdraw(
                 dossier_id,
@@ -486,6 +489,33 @@ def build_router(desk: Desk, access: Access) -> APIRouter:
                 idempotency_key=idempotency_key,
             )
         return answer(handled, response)
+
+    @router.post(
+        "/dossiers/{dossier_id}/rating",
+        tags=["dossiers"],
+        summary="The citizen rates the service once the result is returned (with the receipt's code)",
+        responses={**NOT_FOUND, **CONFLICT, **UNPROCESSABLE},
+    )
+    async def rate(
+        dossier_id: str, body: Rating, response: Response, idempotency_key: IdempotencyKey = None
+    ) -> PublicStatusView:
+        await holder_of_receipt(dossier_id, body.lookup_code)
+        with refusals(dossier_id):
+            handled = await desk.rate(dossier_id, body.scores, idempotency_key=idempotency_key)
+        if handled.replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+        return PublicStatusView.of(handled.dossier, now=desk.runtime.clock.now(), calendar=desk.calendar)
+
+    async def holder_of_receipt(dossier_id: str, lookup_code: str | None) -> Dossier:
+        """The dossier, if ``lookup_code`` is its receipt's; else the look-up's one 404 for all."""
+        try:
+            dossier: Dossier | None = await desk.lookup(dossier_id)
+        except DossierNotFound:
+            dossier = None
+        code = (lookup_code or "").encode()
+        if dossier is None or not hmac.compare_digest(dossier.lookup_code.encode(), code):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no dossier with that id and look-up code")
+        return dossier
 
     @router.post(
         "/dossiers/{dossier_id}/refusal",

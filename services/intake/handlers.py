@@ -35,13 +35,16 @@ from contracts.events import (
     DossierEvent,
     DossierHandedOver,
     DossierProgressed,
+    DossierRated,
     DossierReceived,
     DossierReturned,
     DossierWithdrawn,
     FaultApologyIssued,
     HandoffWithdrawn,
     PaymentReceived,
+    SatisfactionScores,
     StepCompleted,
+    StepDelayReported,
     StepOverdue,
     SupplementReceived,
     SupplementRequested,
@@ -139,6 +142,7 @@ class Desk:
             FaultApologyIssued,
             DossierEscalated,
             DossierWithdrawn,
+            DossierRated,
             DossierProgressed,
         )
         # The citizen's identity goes only where readers are entitled to it (contracts.topics).
@@ -153,7 +157,7 @@ class Desk:
             self.runtime.subscribe(
                 topics.agency_events(agency),
                 consumer=f"intake.from.{agency}",
-                accepts=(StepCompleted,),
+                accepts=(StepCompleted, StepDelayReported),
                 handler=self.route_on,
             )
 
@@ -275,6 +279,14 @@ class Desk:
             lambda dossier, now: dossier.refuse(reason=reason, now=now, calendar=self.calendar),
         )
 
+    async def rate(
+        self, dossier_id: str, scores: SatisfactionScores, *, idempotency_key: str | None = None
+    ) -> Handled:
+        """The citizen's rating of the service, once the result is returned."""
+        return await self._change(
+            "rate", dossier_id, idempotency_key, lambda dossier, now: dossier.rate(scores, now=now)
+        )
+
     async def _change(
         self,
         name: str,
@@ -393,7 +405,17 @@ class Desk:
         return dossier
 
     async def route_on(self, uow: UnitOfWork, event: CloudEvent) -> None:
-        """An agency's answer: :func:`record_answer` in the unit of work's transaction."""
+        """An agency's answer (:func:`record_answer`) or reported delay, in the unit of work's transaction."""
+        if isinstance(event.data, StepDelayReported):
+            events = await record_delay(
+                uow,
+                store.PostgresDossiers(uow.conn),
+                event.data,
+                calendar=self.calendar,
+                agencies=self.catalog.agencies,
+            )
+            self._count_deadline_events(events)
+            return
         assert isinstance(event.data, StepCompleted)
         await record_answer(
             uow,
@@ -434,6 +456,29 @@ async def record_answer(
     await _record(work, dossiers, dossier, events)
 
 
+async def record_delay(
+    work: Work,
+    dossiers: store.Dossiers,
+    report: StepDelayReported,
+    *,
+    calendar: WorkingDayCalendar,
+    agencies: Mapping[str, AgencyInfo],
+) -> list[DossierEvent]:
+    """An agency reported its step will be late: the apology (or escalation) goes out now.
+
+    Raises EventRejected (dead letter, with the reason) for a report the dossier cannot take:
+    after the step was due, for a date within its time, or from an agency not holding it.
+    """
+    dossier = await dossiers.load(report.dossier_id, for_update=True)
+    if dossier is None:
+        raise EventRejected(f"no dossier {report.dossier_id}")
+    try:
+        events = dossier.on_delay_reported(report, now=work.now, calendar=calendar, agencies=agencies)
+    except TransitionRefused as exc:
+        raise EventRejected(str(exc)) from exc
+    return await _record(work, dossiers, dossier, events)
+
+
 def _describe_step(dossier: Dossier, row: int, *, now: datetime, calendar: WorkingDayCalendar) -> None:
     """Put the watched step on the current span: who, which step, its budget, how late."""
     step = dossier.slip[row]
@@ -457,19 +502,23 @@ async def _record(
     events: list[DossierEvent],
     *,
     trace_context: dict[str, str] | None = None,
-) -> None:
+) -> list[DossierEvent]:
     """Save the dossier, and publish its events and its new state, all in this unit of work.
 
-    Fault letters come from the domain unnumbered (it does no I/O); the store numbers them here.
+    Letters the domain wrote without a number (it does no I/O) are numbered here by the store;
+    the events as published are returned.
     """
     state = dossier.progress(work.now)  # before saving: it moves the dossier's progressed_at
     await dossiers.save(dossier, trace_context=trace_context)
+    published: list[DossierEvent] = []
     for event in [*events, state]:
-        if isinstance(event, FaultApologyIssued) and not event.letter_number:
+        if isinstance(event, ApologyIssued | FaultApologyIssued) and not event.letter_number:
             event = event.model_copy(update={"letter_number": await dossiers.next_letter_number(work.now)})
+        published.append(event)
         if isinstance(event, DossierHandedOver):
             await work.publish(event, topic=topics.handoffs(event.to_agency))
         elif isinstance(event, HandoffWithdrawn):
             await work.publish(event, topic=topics.handoffs(event.agency))
         else:
             await work.publish(event, topic=topics.desk_topic(type(event)))
+    return published

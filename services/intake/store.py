@@ -121,6 +121,13 @@ MIGRATIONS = (
         ALTER TABLE dossiers ADD COLUMN faults jsonb NOT NULL DEFAULT '[]';
         """,
     ),
+    Migration(
+        "intake-008-rated-at",
+        """
+        -- When the citizen rated the service: a dossier is rated once.
+        ALTER TABLE dossiers ADD COLUMN rated_at timestamptz;
+        """,
+    ),
 )
 
 
@@ -225,6 +232,7 @@ async def load(conn: Connection, dossier_id: str, *, for_update: bool = False) -
         lookup_code=row["lookup_code"],
         progressed_at=row["progressed_at"],
         faults=json.loads(row["faults"]),
+        rated_at=row["rated_at"],
         slip=[
             Handoff(
                 row=h["row_index"],
@@ -273,10 +281,11 @@ WITH dossier AS (
     INSERT INTO dossiers (id, procedure_code, procedure_name, level, return_place, route,
         applicant, documents, details, fees_vnd, received_at, appointment_at, status,
         current_step, results, returned_at, statutory_limit_days, paused_at,
-        original_appointment_at, apologised_at, trace_context, lookup_code, progressed_at, faults)
+        original_appointment_at, apologised_at, trace_context, lookup_code, progressed_at, faults,
+        rated_at)
     VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9::jsonb, $10, $11, $12,
         $13, $14, $15::jsonb, $16, $17, $18, $19, $20, coalesce($21::jsonb, '{{}}'), $22, $23,
-        $24::jsonb)
+        $24::jsonb, $25)
     ON CONFLICT (id) DO UPDATE SET status = excluded.status,
         current_step = excluded.current_step, results = excluded.results,
         documents = excluded.documents, details = excluded.details,
@@ -284,20 +293,20 @@ WITH dossier AS (
         paused_at = excluded.paused_at,
         original_appointment_at = excluded.original_appointment_at,
         apologised_at = excluded.apologised_at, progressed_at = excluded.progressed_at,
-        faults = excluded.faults,
+        faults = excluded.faults, rated_at = excluded.rated_at,
         trace_context = coalesce($21::jsonb, dossiers.trace_context), updated_at = now()
     RETURNING id
 )
 INSERT INTO handoffs (dossier_id, {_SLIP_NAMES})
 SELECT dossier.id, slip.* FROM dossier,
-    unnest({unnest_arrays(_SLIP_COLUMNS, 25)})
+    unnest({unnest_arrays(_SLIP_COLUMNS, 26)})
     AS slip({_SLIP_NAMES})
 ON CONFLICT (dossier_id, row_index) DO UPDATE SET received_at = excluded.received_at,
     completed_at = excluded.completed_at, outcome = excluded.outcome, note = excluded.note,
     late_by_days = excluded.late_by_days, alarm_at = excluded.alarm_at,
     overdue_at = excluded.overdue_at
 """
-"""The dossier and its slip (one array per slip column, ``$25`` on) in one statement."""
+"""The dossier and its slip (one array per slip column, ``$26`` on) in one statement."""
 
 
 async def save(conn: Connection, dossier: Dossier, *, trace_context: dict[str, str] | None = None) -> None:
@@ -332,6 +341,7 @@ async def save(conn: Connection, dossier: Dossier, *, trace_context: dict[str, s
         dossier.lookup_code,
         dossier.progressed_at,
         json.dumps(dossier.faults),
+        dossier.rated_at,
         [h.row for h in slip],
         [h.step_index for h in slip],
         [h.from_agency for h in slip],

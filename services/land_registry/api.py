@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from contracts.agencies import LAND_REGISTRY
 from services.land_registry import store
@@ -97,6 +97,15 @@ class Completion(BaseModel):
     )
 
     _checked = field_validator("note", "result")(_without_nul)
+
+
+class DelayReport(BaseModel):
+    """An officer's report that the task will be late: why, and when it should be done."""
+
+    reason: str = Field(min_length=1, max_length=1000, examples=["Chờ kết quả đo đạc lại thửa đất"])
+    expected_at: AwareDatetime = Field(description="When the step should be done (ISO 8601 with its offset)")
+
+    _checked = field_validator("reason")(_without_nul)
 
 
 CONFLICT: dict[int | str, dict[str, Any]] = {
@@ -264,6 +273,28 @@ def build_router(queue: WorkQueue, access: Access, calendar: WorkingDayCalendar)
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
         if replayed:
             response.headers["Idempotent-Replayed"] = "true"
+        return view(task)
+
+    @router.post(
+        "/tasks/{task_id}/delay",
+        summary="Report, before the task is due, that it will be late (officers)",
+        description="The desk sends the citizen the apology with the new date at once and watches "
+        "the step against `expected_at`; 409 once the task is due or decided, 422 for a date within "
+        "its time.",
+        responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT, **OFF_CONTRACT},
+        dependencies=[officers],
+    )
+    async def report_delay(task_id: TaskId, body: DelayReport, request: Request) -> TaskView:
+        try:
+            task = await queue.report_delay(
+                task_id, _officer(request), reason=body.reason, expected_at=body.expected_at
+            )
+        except TaskNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+        except TaskConflict as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+        except DecisionRefused as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
         return view(task)
 
     @router.get("/officer", include_in_schema=False)

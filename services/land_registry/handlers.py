@@ -14,7 +14,7 @@ from typing import Any, Literal
 from contracts import topics
 from contracts.agencies import LAND_REGISTRY
 from contracts.envelope import CloudEvent
-from contracts.events import DossierHandedOver, HandoffWithdrawn, StepCompleted
+from contracts.events import DossierHandedOver, HandoffWithdrawn, StepCompleted, StepDelayReported
 from contracts.results import ResultRejected, parse_result
 from services.land_registry import store
 from services.land_registry.decisions import Decisions
@@ -42,7 +42,7 @@ class Registry:
 
     def register(self) -> None:
         """Read only what is addressed to the land registry; answer on its own topic."""
-        self.runtime.publishes(topics.agency_events(LAND_REGISTRY), StepCompleted)
+        self.runtime.publishes(topics.agency_events(LAND_REGISTRY), StepCompleted, StepDelayReported)
         self.runtime.subscribe(
             topics.handoffs(LAND_REGISTRY),
             consumer="land_registry.handoffs",
@@ -223,6 +223,37 @@ class WorkQueue:
                 completed_at=uow.now,
             )
             return await self._reread(uow.conn, task_id), False
+
+    async def report_delay(
+        self, task_id: int, officer: str, *, reason: str, expected_at: datetime
+    ) -> store.Task:
+        """Tell the desk, before the task is due, that it will be late and when it should be done.
+
+        The desk apologises to the citizen at once with the new date; the task stays open.
+        """
+        async with self.runtime.unit_of_work() as uow:
+            task = await self._locked(uow.conn, task_id)
+            if task.status == "done" or (task.status == "claimed" and task.assignee != officer):
+                raise TaskConflict(f"task {task_id} is {task.status} by {task.assignee}")
+            if uow.now >= task.due_at:
+                raise TaskConflict(f"task {task_id} was due at {task.due_at.isoformat()}: too late to report")
+            if expected_at <= task.due_at:
+                raise DecisionRefused(f"{expected_at.isoformat()} is within the task's time: no delay")
+            handover = task.handover
+            await uow.publish(
+                StepDelayReported(
+                    dossier_id=task.dossier_id,
+                    step_index=task.step_index,
+                    agency=LAND_REGISTRY,
+                    action=task.action,
+                    handoff_row=task.handoff_row,
+                    reason=reason,
+                    expected_at=expected_at,
+                    reported_at=uow.now,
+                ),
+                topic=topics.agency_events(handover.to_agency),
+            )
+            return task
 
     async def _locked(self, conn: Connection, task_id: int) -> store.Task:
         task = await store.task(conn, task_id, for_update=True)

@@ -62,9 +62,13 @@ class DeliverySettings:
             max_attempts=_number(env, "DELIVERY_MAX_ATTEMPTS", 8, int),
             base_seconds=_number(env, "DELIVERY_BACKOFF_SECONDS", 30.0, float),
             cap_seconds=_number(env, "DELIVERY_BACKOFF_MAX_SECONDS", 3600.0, float),
+            lease_seconds=_number(env, "DELIVERY_LEASE_SECONDS", 300.0, float),
         )
         if retry.max_attempts < 1:
             raise ConfigurationError("DELIVERY_MAX_ATTEMPTS must be at least 1")
+        if retry.lease_seconds < 2 * smtp.timeout:
+            # A lease shorter than a send could take would let a second worker send it again.
+            raise ConfigurationError("DELIVERY_LEASE_SECONDS must be at least twice SMTP_TIMEOUT_SECONDS")
         return cls(
             smtp=smtp,
             sms_gateway_url=env.get("SMS_GATEWAY_URL") or None,

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from infra.stack import Stack
-from tests.dossier_samples import eventually_equal, land_transfer, signed_in, wait_for_status
+from tests.dossier_samples import certified_copy, eventually_equal, land_transfer, signed_in, wait_for_status
 from tests.e2e.test_apology import now_of
 from tests.kafka_probe import read_topic
 from tests.systems import set_time
@@ -249,3 +249,43 @@ def _non_empty(read: Any) -> Any:
         return bool(await read())
 
     return non_empty
+
+
+async def test_the_citizen_rates_the_service_once_after_the_result_and_the_console_shows_it(
+    services: Stack,
+) -> None:
+    scores = {"access": 5, "procedure": 4, "officials": 5, "result": 5, "feedback": 3}
+    async with signed_in(services, "intake") as intake:
+        filed = (await intake.post("/dossiers", json=certified_copy(21_005))).json()
+        await wait_for_status(intake, filed["id"], "returned")
+        pending = (await intake.post("/dossiers", json=land_transfer(21_006))).json()
+        await wait_for_status(intake, pending["id"], "awaiting_payment")
+    async with httpx.AsyncClient(base_url=services.services["intake"].url, timeout=30) as citizen:
+        url = f"/dossiers/{filed['id']}/rating"
+        wrong = "A" * 8 if filed["lookup_code"] != "A" * 8 else "B" * 8
+        assert (await citizen.post(url, json={"lookup_code": wrong, "scores": scores})).status_code == 404
+        too_high = {"lookup_code": filed["lookup_code"], "scores": {**scores, "access": 6}}
+        assert (await citizen.post(url, json=too_high)).status_code == 422
+        early = {"lookup_code": pending["lookup_code"], "scores": scores}
+        assert (await citizen.post(f"/dossiers/{pending['id']}/rating", json=early)).status_code == 409
+        rated = await citizen.post(url, json={"lookup_code": filed["lookup_code"], "scores": scores})
+        assert rated.status_code == 200, rated.text
+        again = await citizen.post(url, json={"lookup_code": filed["lookup_code"], "scores": scores})
+        assert again.status_code == 409  # once per dossier
+
+    token = services.env()["CONSOLE_TOKEN"]
+    console = services.services["console"].url
+    async with httpx.AsyncClient(base_url=console, headers={"Authorization": f"Bearer {token}"}) as client:
+
+        async def certified_copies_rated() -> list[dict[str, Any]]:
+            rows = (await client.get("/api/satisfaction", params={"by": "procedure"})).json()
+            return [r for r in rows if r["key"] == "CERTIFIED-COPY"]
+
+        await until(_non_empty(certified_copies_rated))
+        (row,) = await certified_copies_rated()
+        assert row["ratings"] >= 1
+        by_agency = (await client.get("/api/satisfaction", params={"by": "agency"})).json()
+        assert "one_stop" in {r["key"] for r in by_agency}
+        page = await client.get("/on-time")
+        assert page.status_code == 200
+        assert 'id="satisfaction-procedure"' in page.text

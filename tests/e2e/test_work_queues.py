@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from infra.stack import Stack
+from services.runtime.working_days import WorkingDayCalendar
 from tests.dossier_samples import eventually_equal, land_transfer, signed_in, wait_for_status
 from tests.e2e.test_console import CHROMIUM, CHROMIUM_FLAGS
 from tests.systems import fresh_system, set_time
@@ -132,6 +133,65 @@ async def test_a_late_appraisal_waits_for_an_officer_and_answers_once(manual: St
         assert "parcel_ref" in moved["results"]["appraise"]
         done = (await a.get("/tasks", params={"status": "done", "assignee": "can-bo-a"})).json()["tasks"]
         assert [t["dossier_id"] for t in done] == [dossier_id]
+
+
+async def test_an_officer_reports_a_delay_and_the_citizen_hears_at_once_with_the_new_date(
+    manual: Stack,
+) -> None:
+    calendar = WorkingDayCalendar()
+    async with signed_in(manual, "intake") as intake, officer(manual, "can-bo-c") as c:
+        filed = (await intake.post("/dossiers", json=land_transfer(40_003))).json()
+        dossier_id = filed["id"]
+        promised = datetime.fromisoformat(filed["appointment_date"])
+        task = await task_of(c, dossier_id)
+        due = datetime.fromisoformat(task["due_at"])
+        reported_at = datetime.fromisoformat((await c.get("/clock")).json()["now"])
+        assert calendar.working_time_between(reported_at, due) >= 2
+        expected = calendar.add_working_time(due, Decimal(2))
+        url = f"/tasks/{task['id']}/delay"
+        body = {"reason": "Chờ kết quả đo đạc lại thửa đất", "expected_at": expected.isoformat()}
+        within = {**body, "expected_at": due.isoformat()}
+        assert (await c.post(url, json=within)).status_code == 422
+        async with signed_in(manual, "land_registry", "operator") as operator:
+            assert (await operator.post(url, json=body)).status_code == 403
+        reported = await c.post(url, json=body)
+        assert reported.status_code == 200, reported.text
+
+        # The desk apologises at once: the new date is the one reported, a day or more ahead.
+        rescheduled = calendar.add_working_time(promised, Decimal(2))
+
+        async def appointment() -> str:
+            return str((await intake.get(f"/dossiers/{dossier_id}")).json()["appointment_date"])
+
+        await eventually_equal(appointment, rescheduled.isoformat())
+        letters = [t for t in await outbox_types(manual, "intake", dossier_id) if "apology" in t]
+        assert letters == ["vn.gov.dossier.apology_issued.v1"]
+        conn = await asyncpg.connect(manual.database_url)
+        try:
+            notice = await conn.fetchval(
+                "SELECT body FROM notification.notices WHERE dossier_id = $1 AND kind = 'apology'", dossier_id
+            )
+            for _ in range(100):
+                if notice is not None:
+                    break
+                await asyncio.sleep(0.2)
+                notice = await conn.fetchval(
+                    "SELECT body FROM notification.notices WHERE dossier_id = $1 AND kind = 'apology'",
+                    dossier_id,
+                )
+        finally:
+            await conn.close()
+        assert notice is not None
+        assert "Chờ kết quả đo đạc lại thửa đất" in notice
+
+        # The watcher uses the reported date: past the step's own due time, nothing fires yet.
+        await set_time(manual, due + timedelta(minutes=30))
+        assert (await c.post(url, json=body)).status_code == 409  # too late to report now
+        await asyncio.sleep(2)
+        assert "vn.gov.dossier.step_overdue.v1" not in await outbox_types(manual, "intake", dossier_id)
+        done = await c.post(f"/tasks/{task['id']}/complete", json={"outcome": "done"})
+        assert done.status_code == 200, done.text
+        await wait_for_status(intake, dossier_id, "awaiting_payment")
 
 
 async def test_strangers_and_wrong_roles_are_refused(manual: Stack) -> None:

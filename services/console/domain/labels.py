@@ -13,7 +13,7 @@ shown as it is: normal, not an error.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -52,18 +52,22 @@ LATENESS: Final = {
 
 @dataclass(frozen=True)
 class CatalogNames:
-    """The display names the catalog gives agencies, actions and step outcomes."""
+    """The display names the catalog gives agencies, actions, step outcomes and procedures."""
 
     agencies: dict[str, str]
     actions: dict[str, str]
     outcomes: dict[str, str]
+    procedures: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, catalog: Catalog) -> CatalogNames:
         """The names in ``catalog`` (agencies by their short name), with the non-agency parties."""
         agencies = {code: info.display_name for code, info in catalog.agencies.items()}
         return cls(
-            agencies=PARTIES | agencies, actions=dict(catalog.actions), outcomes=dict(catalog.outcomes)
+            agencies=PARTIES | agencies,
+            actions=dict(catalog.actions),
+            outcomes=dict(catalog.outcomes),
+            procedures={p.code: p.name for p in catalog.procedures},
         )
 
 
@@ -81,6 +85,11 @@ def status(code: str) -> str:
 def agency(code: str) -> str:
     """An agency's short name, from the catalog."""
     return catalog_names().agencies.get(code, code)
+
+
+def procedure(code: str) -> str:
+    """A procedure's name, from the catalog."""
+    return catalog_names().procedures.get(code, code)
 
 
 def level(code: str) -> str:

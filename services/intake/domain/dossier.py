@@ -39,6 +39,7 @@ from contracts.events import (
     DossierEvent,
     DossierHandedOver,
     DossierProgressed,
+    DossierRated,
     DossierReceived,
     DossierReturned,
     DossierWithdrawn,
@@ -48,8 +49,10 @@ from contracts.events import (
     HandoffWithdrawn,
     PaymentReceived,
     ReceivedDocument,
+    SatisfactionScores,
     SlipRow,
     StepCompleted,
+    StepDelayReported,
     StepOverdue,
     SupplementReceived,
     SupplementRequested,
@@ -174,6 +177,8 @@ class Dossier:
     """Printed on the receipt: with the dossier's id, it opens the public status look-up."""
     progressed_at: datetime | None = None
     """The time of the last state published (:meth:`progress`); the next is never earlier."""
+    rated_at: datetime | None = None
+    """When the citizen rated the service (once, after the result)."""
     faults: list[str] = field(default_factory=list)
     """Faults already apologised for (:func:`fault_key`): the same fault owes no second letter."""
 
@@ -282,6 +287,61 @@ class Dossier:
         if event.outcome == "rejected":
             return self._return_result(now=now, calendar=calendar, refused_by=event.agency, reason=event.note)
         return self._advance(now=now, calendar=calendar)
+
+    def on_delay_reported(
+        self,
+        event: StepDelayReported,
+        *,
+        now: datetime,
+        calendar: WorkingDayCalendar,
+        agencies: Mapping[str, AgencyInfo],
+    ) -> list[DossierEvent]:
+        """An agency says, before its step is due, that it will be late: apologise now, watch the new date.
+
+        The new appointment moves by the working time the agency expects to overrun; the step's
+        alarm moves to the reported date (its due time stays, so the step still counts late).
+        A dossier already rescheduled gets no second letter: supervisors hear instead.
+        """
+        row = self.slip[-1]
+        if event.handoff_row is not None and event.handoff_row != row.row:
+            return []  # about a handoff since taken back (a supplement was requested): moot
+        if row.outcome == WITHDRAWN_OUTCOME or self.status is DossierStatus.WITHDRAWN:
+            return []
+        if self.status is not DossierStatus.PROCESSING or event.agency != row.to_agency or row.due_at is None:
+            raise TransitionRefused(
+                f"dossier {self.id} is {self.status} at {row.to_agency}; {event.agency} cannot report a delay"
+            )
+        if now >= row.due_at:
+            raise TransitionRefused(
+                f"the step was due at {row.due_at.isoformat()}: too late to report a delay"
+            )
+        if event.expected_at <= row.due_at:
+            raise TransitionRefused(f"{event.expected_at.isoformat()} is within the step's time: no delay")
+        row.alarm_at = event.expected_at
+        if self.apologised_at is not None:
+            return [
+                DossierEscalated(
+                    dossier_id=self.id,
+                    agency=row.to_agency,
+                    step_index=row.step_index,
+                    action=row.action,
+                    reason=f"hồ sơ đã được hẹn lại một lần; {row.to_agency} báo trễ hạn: {event.reason}",
+                    appointment_at=self.appointment_at,
+                    detected_at=now,
+                )
+            ]
+        overrun = calendar.working_time_between(row.due_at, event.expected_at)
+        return [
+            self._apologise(
+                row,
+                now=now,
+                calendar=calendar,
+                agencies=agencies,
+                number="",
+                overrun=overrun,
+                reason=event.reason,
+            )
+        ]
 
     def request_supplement(
         self, *, missing: list[str], reason: str, now: datetime, agencies: Mapping[str, AgencyInfo]
@@ -395,6 +455,24 @@ class Dossier:
         row.outcome = WITHDRAWN_OUTCOME
         row.note = note
         row.alarm_at = None
+
+    def rate(self, scores: SatisfactionScores, *, now: datetime) -> list[DossierEvent]:
+        """The citizen rates the service once the result (or the refusal) is returned; once."""
+        if self.status not in (DossierStatus.RETURNED, DossierStatus.REJECTED):
+            raise TransitionRefused(f"dossier {self.id} is {self.status}: it is rated after its result")
+        if self.rated_at is not None:
+            raise TransitionRefused(f"dossier {self.id} was rated on {self.rated_at.isoformat()}")
+        self.rated_at = now
+        agencies = dict.fromkeys(h.to_agency for h in self.slip if h.to_agency != CITIZEN)
+        return [
+            DossierRated(
+                dossier_id=self.id,
+                procedure_code=self.procedure_code,
+                agencies=list(agencies),
+                scores=scores,
+                rated_at=now,
+            )
+        ]
 
     def tax_notices(self) -> list[AssessmentResult]:
         """The payment notices issued for this dossier, read from the assessment results' contract."""
@@ -663,10 +741,16 @@ class Dossier:
         calendar: WorkingDayCalendar,
         agencies: Mapping[str, AgencyInfo],
         number: str,
+        overrun: Decimal | None = None,
+        reason: str | None = None,
     ) -> ApologyIssued:
+        """The late agency's letter and the new date.
+
+        By default (an overrun the alarm found) the new date gives the agency its step's budget
+        once more; a delay it reported gives the time it asked for.
+        """
         original = self.appointment_at
-        # The new date gives the late agency its step's budget once more.
-        new = calendar.add_working_time(original, row.budget_days)
+        new = calendar.add_working_time(original, row.budget_days if overrun is None else overrun)
         self.original_appointment_at = original
         self.appointment_at = new
         self.apologised_at = now
@@ -682,7 +766,8 @@ class Dossier:
             received_at=self.received_at,
             original_appointment_at=original,
             new_appointment_at=new,
-            reason=f"{agency.name} chưa hoàn thành bước {row.action} trong thời hạn"
+            reason=reason
+            or f"{agency.name} chưa hoàn thành bước {row.action} trong thời hạn"
             f" {row.budget_days.normalize()} ngày làm việc",
             issued_at=now,
             working_days_notice=max(calendar.working_time_between(now, original), Decimal(0)).quantize(

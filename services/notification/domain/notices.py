@@ -183,6 +183,8 @@ Hồ sơ "{e.procedure_name}" của ông/bà {outcome}.
 {e.summary}
 Thời gian trả kết quả: {when(e.returned_at)} ({timing}; ngày hẹn {when(e.appointment_at)})
 {details}
+Mời Ông/Bà đánh giá mức độ hài lòng về việc giải quyết hồ sơ (năm tiêu chí, điểm 1 đến 5) tại
+Bộ phận Một cửa hoặc trên Cổng dịch vụ công, với mã hồ sơ và mã tra cứu in trên Giấy tiếp nhận.
 """
     sms = f"Hồ sơ {e.dossier_id} {outcome.lower()}; mời Ông/Bà nhận kết quả tại Bộ phận Một cửa."
     # The desk returns every result, a refusal included, so the desk issues and signs the letter.
