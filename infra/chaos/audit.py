@@ -24,6 +24,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from infra.chaos.load import DATABASE_AWAY
 from infra.stack import Stack
 from services import manifest
 
@@ -94,7 +95,7 @@ class Auditor:
         while True:
             try:
                 audit = await self.audit(ids)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_AWAY as exc:
                 log.info("audit: %r; again", exc)
                 await asyncio.sleep(1)
                 continue

@@ -26,7 +26,7 @@ import httpx
 
 from infra.chaos.audit import Audit, Auditor, audit_pool
 from infra.chaos.faults import Durations, Fault
-from infra.chaos.load import Citizens, Clocks
+from infra.chaos.load import DATABASE_AWAY, Citizens, Clocks
 from infra.stack import Stack
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class Harness:
             total += await self.pool.fetchval(
                 "SELECT count(*) FROM notification.deliveries WHERE status = 'pending'"
             )
-        except (httpx.HTTPError, ValueError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except (httpx.HTTPError, ValueError, *DATABASE_AWAY):
             return None
         return int(total)
 

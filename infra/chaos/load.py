@@ -29,6 +29,10 @@ from services.runtime.working_days import WorkingDayCalendar
 
 log = logging.getLogger(__name__)
 
+DATABASE_AWAY = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+"""What a query raises while Postgres restarts: a pooled connection can also be left mid-operation
+(``InternalClientError``: the quick run's cashier died of it after the Postgres scenario)."""
+
 RETRY_SECONDS = 600.0
 """How long a citizen keeps retrying one request (longer than any scenario's outage)."""
 DESK_ROLES = ("desk_officer", "payment_gateway")
@@ -108,7 +112,7 @@ class Citizens:
                     unpaid,
                 )
                 await asyncio.gather(*(self._pay(r["id"], json.loads(r["results"])) for r in rows))
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_AWAY as exc:
                 log.info("cashier: %r; again", exc)  # Postgres restarting
             await asyncio.sleep(0.5)
 
