@@ -229,6 +229,10 @@ class DossierReturned(DossierEvent):
     on_time: bool
     summary: str
     result: dict[str, Any] = Field(default_factory=dict)
+    refused_by: Agency | None = Field(
+        default=None,
+        description="The agency that refused the dossier (it signs the refusal); None if approved.",
+    )
 
 
 class PaymentReceived(DossierEvent):
@@ -305,6 +309,25 @@ class ApologyIssued(DossierEvent):
     )
 
 
+class StepDueSoon(DossierEvent):
+    """A step entered its last working day still open: the agency and the desk are warned.
+
+    Sent to the agency (on its handoff topic) while it can still report a delay in time, and
+    to the desk's readers (``intake.events``); never to the citizen.
+    """
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.step_due_soon.v1"
+
+    step_index: int = Field(ge=0)
+    agency: Agency
+    action: str
+    handoff_row: int = Field(ge=0)
+    budget_days: Decimal
+    due_at: datetime
+    warned_at: datetime
+    appointment_at: datetime
+
+
 class DossierEscalated(DossierEvent):
     """A rescheduled dossier slipped again: supervisors are alerted, no second apology."""
 
@@ -362,8 +385,28 @@ class DossierRated(DossierEvent):
     rated_at: datetime
 
 
-FaultKind = Literal["repeat_supplement_request"]
-"""The faults in handling (sai sót) the desk detects on its own, each owed its own letter."""
+FaultKind = Literal[
+    "repeat_supplement_request", "unlisted_document_requested", "document_lost", "result_corrected"
+]
+"""The faults in handling (sai sót) owed their own letter (rules: ``services.intake.domain.faults``)."""
+
+
+class DocumentLossReported(DossierEvent):
+    """An agency reports that it lost or damaged documents of the dossier (làm mất, hư hỏng hồ sơ).
+
+    The desk sends the citizen that agency's fault apology; getting the documents again is the
+    agency's business (a supplement request, if the citizen must bring them, is not the citizen's fault).
+    """
+
+    TYPE: ClassVar[str] = "vn.gov.dossier.document_loss_reported.v1"
+
+    agency: Agency
+    documents: list[str] = Field(min_length=1, description="Codes of the documents lost or damaged.")
+    damaged: bool = Field(default=False, description="Damaged rather than lost.")
+    reason: str = Field(
+        min_length=1, max_length=1000, examples=["Bản chính giấy chứng nhận bị rách khi scan"]
+    )
+    reported_at: datetime
 
 
 class FaultApologyIssued(DossierEvent):
@@ -510,6 +553,8 @@ EVENT_TYPES: dict[str, type[DossierEvent]] = {
         DossierWithdrawn,
         HandoffWithdrawn,
         StepDelayReported,
+        StepDueSoon,
+        DocumentLossReported,
         DossierRated,
         DossierProgressedV1,
         DossierProgressed,

@@ -131,6 +131,14 @@ def api_router(queries: ConsoleQueries) -> APIRouter:
         return [to_json(o) for o in await queries.overdue(open_only=open_only)]
 
     @router.get(
+        "/due-soon",
+        summary="Steps warned when they entered their last working day, newest first",
+        description="With open=true only the steps not completed since: the agency can still report a delay.",
+    )
+    async def due_soon(open_only: Annotated[bool, Query(alias="open")] = False) -> list[dict[str, Any]]:
+        return [to_json(o) for o in await queries.overdue(open_only=open_only, due_soon=True)]
+
+    @router.get(
         "/apologies",
         summary="Apology letters issued, newest first; kind is 'late' or the fault's kind",
     )

@@ -13,6 +13,7 @@ from contracts.events import (
     DossierRated,
     DossierReceived,
     FaultApologyIssued,
+    StepDueSoon,
     StepOverdue,
 )
 from services.console import store
@@ -33,7 +34,7 @@ class ReadModel:
         self.runtime = runtime
 
     def register(self) -> None:
-        """The desk's snapshots, overdue steps and escalations; who applied and the apologies.
+        """The desk's snapshots, overdue and last-day steps, escalations; who applied, the apologies.
 
         The applicant comes from the receipt on ``intake.citizens``, which operators may read;
         ``intake.events`` carries no personal data. Older records carried receipts and apologies
@@ -45,6 +46,7 @@ class ReadModel:
             accepts=(
                 DossierProgressed,
                 StepOverdue,
+                StepDueSoon,
                 ApologyIssued,
                 DossierEscalated,
                 DossierReceived,
@@ -64,8 +66,8 @@ class ReadModel:
         data = event.data
         if isinstance(data, DossierProgressed):
             await store.save_progress(uow.conn, data)
-        elif isinstance(data, StepOverdue):
-            await store.save_overdue(uow.conn, event.id, data)
+        elif isinstance(data, StepOverdue | StepDueSoon):
+            await store.save_step_alert(uow.conn, event.id, data)
         elif isinstance(data, ApologyIssued | FaultApologyIssued):
             await store.save_apology(uow.conn, event.id, data)
         elif isinstance(data, DossierEscalated):

@@ -168,7 +168,11 @@ def pages_router(queries: ConsoleQueries, access: ConsoleAccess) -> APIRouter:
     @router.get("/overdue")
     async def overdue_page(request: Request) -> HTMLResponse:
         return render(
-            request, "overdue.html", overdue=await queries.overdue(), escalations=await queries.escalations()
+            request,
+            "overdue.html",
+            overdue=await queries.overdue(),
+            due_soon=await queries.overdue(open_only=True, due_soon=True),
+            escalations=await queries.escalations(),
         )
 
     @router.get("/apologies")

@@ -94,10 +94,10 @@ class ConsoleQueries:
             groups = dossier_rates(settled, by=by, period=period, labels=labels.level)
         return OnTimeReport(period=period, by=by, overall=dossier_rate(settled, period=period), groups=groups)
 
-    async def overdue(self, *, open_only: bool = False) -> list[dict[str, Any]]:
-        """Steps found overdue, newest first."""
+    async def overdue(self, *, open_only: bool = False, due_soon: bool = False) -> list[dict[str, Any]]:
+        """Steps found overdue (``due_soon``: warned in their last working day), newest first."""
         async with self._pool().acquire() as conn:
-            return await store.overdue_steps(conn, open_only=open_only)
+            return await store.overdue_steps(conn, open_only=open_only, due_soon=due_soon)
 
     async def apologies(self, *, agency: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         """Apology letters issued, newest first."""

@@ -18,6 +18,7 @@ from contracts.events import (
     DossierProgressed,
     DossierRated,
     FaultApologyIssued,
+    StepDueSoon,
     StepOverdue,
 )
 from services.console.domain.dossiers import first_promised, has_open_overdue_step, search_text
@@ -202,6 +203,13 @@ MIGRATIONS = (
         );
         """,
     ),
+    Migration(
+        "console-006-due-soon",
+        """
+        -- Steps the desk warned about when they entered their last working day, still open then.
+        CREATE TABLE due_soon_steps (LIKE overdue_steps INCLUDING ALL);
+        """,
+    ),
 )
 
 SCORE_ELEMENTS = ("access", "procedure", "officials", "result", "feedback")
@@ -326,10 +334,12 @@ async def save_applicant(conn: Connection, dossier_id: str, applicant: Applicant
     )
 
 
-async def save_overdue(conn: Connection, event_id: str, event: StepOverdue) -> None:
-    """A step the desk found past due."""
+async def save_step_alert(conn: Connection, event_id: str, event: StepOverdue | StepDueSoon) -> None:
+    """A step the desk found past due, or warned about in its last working day."""
+    table = "overdue_steps" if isinstance(event, StepOverdue) else "due_soon_steps"
+    detected_at = event.detected_at if isinstance(event, StepOverdue) else event.warned_at
     await conn.execute(
-        "INSERT INTO overdue_steps (event_id, dossier_id, step_index, agency, action, budget_days, due_at,"
+        f"INSERT INTO {table} (event_id, dossier_id, step_index, agency, action, budget_days, due_at,"
         " detected_at, appointment_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         " ON CONFLICT (event_id) DO NOTHING",
         event_id,
@@ -339,7 +349,7 @@ async def save_overdue(conn: Connection, event_id: str, event: StepOverdue) -> N
         event.action,
         event.budget_days,
         event.due_at,
-        event.detected_at,
+        detected_at,
         event.appointment_at,
     )
 
@@ -529,13 +539,22 @@ async def dossier(conn: Connection, dossier_id: str) -> dict[str, Any] | None:
 
 
 async def overdue_steps(
-    conn: Connection, *, dossier_id: str | None = None, open_only: bool = False, limit: int = 500
+    conn: Connection,
+    *,
+    dossier_id: str | None = None,
+    open_only: bool = False,
+    limit: int = 500,
+    due_soon: bool = False,
 ) -> list[dict[str, Any]]:
-    """Steps found overdue, newest first, with whether the step has been completed since."""
+    """Steps found overdue (or, ``due_soon``, warned in their last working day), newest first.
+
+    Each with whether the step has been completed since.
+    """
+    table = "due_soon_steps" if due_soon else "overdue_steps"
     rows = await conn.fetch(
         "SELECT o.dossier_id, o.step_index, o.agency, o.action, o.budget_days, o.due_at, o.detected_at,"
         " o.appointment_at, a.full_name AS applicant_name, d.procedure_name, d.status, s.completed_at"
-        " FROM overdue_steps o LEFT JOIN dossiers d ON d.id = o.dossier_id"
+        f" FROM {table} o LEFT JOIN dossiers d ON d.id = o.dossier_id"
         " LEFT JOIN applicants a ON a.dossier_id = o.dossier_id"
         " LEFT JOIN LATERAL (SELECT completed_at FROM slip_rows r WHERE r.dossier_id = o.dossier_id"
         "   AND r.step_index = o.step_index ORDER BY r.slip_row DESC LIMIT 1) s ON true"

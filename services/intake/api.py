@@ -7,15 +7,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
+from contracts.agencies import Agency
 from contracts.events import Applicant, SatisfactionScores
 from services.intake.domain.catalog import Fee, Procedure, RequiredDocument, Step
-from services.intake.domain.dossier import Dossier, PaymentRefused, SubmissionRefused, TransitionRefused
+from services.intake.domain.dossier import (
+    Dossier,
+    FaultRefused,
+    PaymentRefused,
+    SubmissionRefused,
+    TransitionRefused,
+)
 from services.intake.handlers import (
     LOOKUP_ALPHABET,
     LOOKUP_CODE_LENGTH,
@@ -298,6 +305,31 @@ class DeskRefusal(BaseModel):
     reason: str = Field(min_length=1, max_length=1000)
 
 
+class FaultReport(BaseModel):
+    """A fault in an agency's handling, recorded by the desk; the agency at fault apologises."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["unlisted_document_requested", "document_lost", "result_corrected"] = Field(
+        description="unlisted_document_requested: the agency asked for a paper the procedure does not"
+        " list; document_lost: it lost or damaged documents; result_corrected: its result was wrong"
+        " and has been corrected (only once the result was returned)."
+    )
+    agency: Agency = Field(description="The agency at fault: it must have had a step of the dossier.")
+    detail: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="What happened, for the letter (the correction made, the paper asked for...).",
+        examples=["Diện tích ghi trên giấy chứng nhận là 120,5 m², không phải 125,0 m²"],
+    )
+    documents: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="The papers concerned (asked for, lost): a paper the procedure lists is no"
+        " unlisted request (422). The same papers, or the same detail, make the same fault.",
+    )
+
+
 class Refusal(BaseModel):
     """Why a request was refused, every reason listed."""
 
@@ -531,6 +563,29 @@ def build_router(desk: Desk, access: Access) -> APIRouter:
             handled = await desk.refuse(dossier_id, reason=body.reason, idempotency_key=idempotency_key)
         return answer(handled, response)
 
+    @router.post(
+        "/dossiers/{dossier_id}/faults",
+        tags=["dossiers"],
+        summary="The desk records a fault in an agency's handling; that agency's apology goes out",
+        description="One letter per fault: the same fault recorded again changes nothing. A"
+        " repeated supplement request needs no report, the desk detects it itself.",
+        responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT, **UNPROCESSABLE},
+        dependencies=[access.requires(Role.DESK_OFFICER)],
+    )
+    async def record_fault(
+        dossier_id: str, body: FaultReport, response: Response, idempotency_key: IdempotencyKey = None
+    ) -> DossierView:
+        with refusals(dossier_id):
+            handled = await desk.record_fault(
+                dossier_id,
+                kind=body.kind,
+                agency=body.agency,
+                detail=body.detail,
+                documents=body.documents,
+                idempotency_key=idempotency_key,
+            )
+        return answer(handled, response)
+
     return router
 
 
@@ -543,5 +598,5 @@ def refusals(dossier_id: str) -> Iterator[None]:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dossier {dossier_id}") from exc
     except TransitionRefused as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    except (IdempotencyKeyReused, PaymentRefused) as exc:
+    except (IdempotencyKeyReused, PaymentRefused, FaultRefused) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc

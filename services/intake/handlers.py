@@ -31,6 +31,7 @@ from contracts.envelope import CloudEvent
 from contracts.events import (
     ApologyIssued,
     Applicant,
+    DocumentLossReported,
     DossierEscalated,
     DossierEvent,
     DossierHandedOver,
@@ -40,11 +41,13 @@ from contracts.events import (
     DossierReturned,
     DossierWithdrawn,
     FaultApologyIssued,
+    FaultKind,
     HandoffWithdrawn,
     PaymentReceived,
     SatisfactionScores,
     StepCompleted,
     StepDelayReported,
+    StepDueSoon,
     StepOverdue,
     SupplementReceived,
     SupplementRequested,
@@ -52,7 +55,7 @@ from contracts.events import (
 from contracts.results import ResultRejected, parse_result
 from services.intake import store
 from services.intake.domain.catalog import AgencyInfo, Catalog
-from services.intake.domain.dossier import Dossier, TransitionRefused
+from services.intake.domain.dossier import Dossier, FaultRefused, TransitionRefused
 from services.runtime import telemetry
 from services.runtime.consumer import EventRejected
 from services.runtime.loops import keep_running
@@ -138,6 +141,7 @@ class Desk:
             SupplementReceived,
             SupplementRequested,
             StepOverdue,
+            StepDueSoon,
             ApologyIssued,
             FaultApologyIssued,
             DossierEscalated,
@@ -149,7 +153,7 @@ class Desk:
         for topic in (topics.INTAKE_EVENTS, topics.INTAKE_CITIZENS):
             self.runtime.publishes(topic, *(e for e in desk_events if topics.desk_topic(e) == topic))
         for agency in sorted(self.catalog.consumers()):
-            self.runtime.publishes(topics.handoffs(agency), DossierHandedOver, HandoffWithdrawn)
+            self.runtime.publishes(topics.handoffs(agency), DossierHandedOver, HandoffWithdrawn, StepDueSoon)
         self.runtime.run_in_background("deadline_watcher", self.watch_deadlines)
         self.runtime.counts_backlog("alarms_due", store.count_due_alarms)
         self.runtime.schedules_work(store.next_alarm, self._earliest_alarm)
@@ -157,7 +161,7 @@ class Desk:
             self.runtime.subscribe(
                 topics.agency_events(agency),
                 consumer=f"intake.from.{agency}",
-                accepts=(StepCompleted, StepDelayReported),
+                accepts=(StepCompleted, StepDelayReported, DocumentLossReported),
                 handler=self.route_on,
             )
 
@@ -279,6 +283,35 @@ class Desk:
             lambda dossier, now: dossier.refuse(reason=reason, now=now, calendar=self.calendar),
         )
 
+    async def record_fault(
+        self,
+        dossier_id: str,
+        *,
+        kind: FaultKind,
+        agency: str,
+        detail: str,
+        documents: list[str],
+        idempotency_key: str | None = None,
+    ) -> Handled:
+        """The desk records a fault in an agency's handling; that agency's letter goes out (once)."""
+
+        def change(dossier: Dossier, now: datetime) -> list[DossierEvent]:
+            procedure = self.catalog.get(dossier.procedure_code)
+            if kind == "unlisted_document_requested" and procedure is not None:
+                listed = [paper for paper in documents if procedure.lists_document(paper)]
+                if listed:
+                    raise FaultRefused(f"{', '.join(listed)}: listed by the procedure, so asking is no fault")
+            return dossier.record_fault(
+                kind,
+                agency,
+                detail=f"{', '.join(documents)}: {detail}" if documents else detail,
+                subject=",".join(sorted(documents)) or detail,
+                now=now,
+                agencies=self.catalog.agencies,
+            )
+
+        return await self._change("record fault", dossier_id, idempotency_key, change)
+
     async def rate(
         self, dossier_id: str, scores: SatisfactionScores, *, idempotency_key: str | None = None
     ) -> Handled:
@@ -315,7 +348,7 @@ class Desk:
 
     def _earliest_alarm(self, now: datetime) -> datetime:
         """The soonest an alarm set by a handoff at ``now`` or later can fall due."""
-        shortest = self.catalog.shortest_watched_budget()
+        shortest = self.catalog.soonest_first_alarm()
         if shortest is None:
             return datetime.max.replace(tzinfo=now.tzinfo)  # no step is watched: no alarm ever
         return self.calendar.add_working_time(now, shortest)
@@ -354,17 +387,9 @@ class Desk:
                     # finds the alarm moved or cleared when it gets the lock.
                     dossier = await self._load_for_update(uow, alarm.dossier_id)
                     _describe_step(dossier, alarm.row, now=uow.now, calendar=self.calendar)
-                    number = (
-                        await store.next_letter_number(uow.conn, uow.now)
-                        if dossier.apologised_at is None
-                        else ""
-                    )
+                    # The letter, if any, is numbered as it is recorded: a warning draws no number.
                     events = dossier.on_alarm(
-                        alarm.row,
-                        now=uow.now,
-                        calendar=self.calendar,
-                        agencies=self.catalog.agencies,
-                        letter_number=number,
+                        alarm.row, now=uow.now, calendar=self.calendar, agencies=self.catalog.agencies
                     )
                     await _record(uow, store.PostgresDossiers(uow.conn), dossier, events)
             self._count_deadline_events(events)
@@ -405,9 +430,9 @@ class Desk:
         return dossier
 
     async def route_on(self, uow: UnitOfWork, event: CloudEvent) -> None:
-        """An agency's answer (:func:`record_answer`) or reported delay, in the unit of work's transaction."""
-        if isinstance(event.data, StepDelayReported):
-            events = await record_delay(
+        """An agency's answer (:func:`record_answer`) or report (:func:`record_report`), in the unit."""
+        if isinstance(event.data, StepDelayReported | DocumentLossReported):
+            events = await record_report(
                 uow,
                 store.PostgresDossiers(uow.conn),
                 event.data,
@@ -456,24 +481,28 @@ async def record_answer(
     await _record(work, dossiers, dossier, events)
 
 
-async def record_delay(
+async def record_report(
     work: Work,
     dossiers: store.Dossiers,
-    report: StepDelayReported,
+    report: StepDelayReported | DocumentLossReported,
     *,
     calendar: WorkingDayCalendar,
     agencies: Mapping[str, AgencyInfo],
 ) -> list[DossierEvent]:
-    """An agency reported its step will be late: the apology (or escalation) goes out now.
+    """An agency reported its step will be late, or that it lost documents: the letter goes out now.
 
-    Raises EventRejected (dead letter, with the reason) for a report the dossier cannot take:
-    after the step was due, for a date within its time, or from an agency not holding it.
+    Raises EventRejected (dead letter, with the reason) for a report the dossier cannot take: a
+    delay after the step was due, for a date within its time, or from an agency not holding it;
+    a loss from an agency that had no step of the dossier.
     """
     dossier = await dossiers.load(report.dossier_id, for_update=True)
     if dossier is None:
         raise EventRejected(f"no dossier {report.dossier_id}")
     try:
-        events = dossier.on_delay_reported(report, now=work.now, calendar=calendar, agencies=agencies)
+        if isinstance(report, StepDelayReported):
+            events = dossier.on_delay_reported(report, now=work.now, calendar=calendar, agencies=agencies)
+        else:
+            events = dossier.on_document_loss(report, now=work.now, agencies=agencies)
     except TransitionRefused as exc:
         raise EventRejected(str(exc)) from exc
     return await _record(work, dossiers, dossier, events)
@@ -519,6 +548,10 @@ async def _record(
             await work.publish(event, topic=topics.handoffs(event.to_agency))
         elif isinstance(event, HandoffWithdrawn):
             await work.publish(event, topic=topics.handoffs(event.agency))
+        elif isinstance(event, StepDueSoon):
+            # The agency must hear it on its own topic; the desk's readers on theirs.
+            await work.publish(event, topic=topics.handoffs(event.agency))
+            await work.publish(event, topic=topics.desk_topic(StepDueSoon))
         else:
             await work.publish(event, topic=topics.desk_topic(type(event)))
     return published

@@ -128,6 +128,13 @@ MIGRATIONS = (
         ALTER TABLE dossiers ADD COLUMN rated_at timestamptz;
         """,
     ),
+    Migration(
+        "intake-009-warned-at",
+        """
+        -- When the agency and the desk were warned that the step entered its last working day.
+        ALTER TABLE handoffs ADD COLUMN warned_at timestamptz;
+        """,
+    ),
 )
 
 
@@ -251,6 +258,7 @@ async def load(conn: Connection, dossier_id: str, *, for_update: bool = False) -
                 late_by_days=h["late_by_days"],
                 alarm_at=h["alarm_at"],
                 overdue_at=h["overdue_at"],
+                warned_at=h["warned_at"],
             )
             for h in slip
         ],
@@ -274,6 +282,7 @@ _SLIP_COLUMNS = (
     ("late_by_days", "numeric"),
     ("alarm_at", "timestamptz"),
     ("overdue_at", "timestamptz"),
+    ("warned_at", "timestamptz"),
 )
 _SLIP_NAMES = ", ".join(name for name, _ in _SLIP_COLUMNS)
 _SAVE = f"""
@@ -304,7 +313,7 @@ SELECT dossier.id, slip.* FROM dossier,
 ON CONFLICT (dossier_id, row_index) DO UPDATE SET received_at = excluded.received_at,
     completed_at = excluded.completed_at, outcome = excluded.outcome, note = excluded.note,
     late_by_days = excluded.late_by_days, alarm_at = excluded.alarm_at,
-    overdue_at = excluded.overdue_at
+    overdue_at = excluded.overdue_at, warned_at = excluded.warned_at
 """
 """The dossier and its slip (one array per slip column, ``$26`` on) in one statement."""
 
@@ -358,6 +367,7 @@ async def save(conn: Connection, dossier: Dossier, *, trace_context: dict[str, s
         [h.late_by_days for h in slip],
         [h.alarm_at for h in slip],
         [h.overdue_at for h in slip],
+        [h.warned_at for h in slip],
     )
 
 

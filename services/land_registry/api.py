@@ -62,6 +62,9 @@ class TaskView(BaseModel):
     outcome: str | None
     note: str | None
     completed_at: datetime | None
+    warned_at: datetime | None = Field(
+        default=None, description="When the desk warned that the step entered its last working day"
+    )
     working_hours_left: Decimal = Field(description="Office hours until due; negative: late by that much")
     colour: Colour = Field(description="green; yellow in the last quarter of the budget; red past due")
     proposed: ProposedOutcome | None = Field(
@@ -104,6 +107,18 @@ class DelayReport(BaseModel):
 
     reason: str = Field(min_length=1, max_length=1000, examples=["Chờ kết quả đo đạc lại thửa đất"])
     expected_at: AwareDatetime = Field(description="When the step should be done (ISO 8601 with its offset)")
+
+    _checked = field_validator("reason")(_without_nul)
+
+
+class LossReport(BaseModel):
+    """An officer's report that the registry lost or damaged documents of the dossier."""
+
+    documents: list[Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]] = Field(
+        min_length=1, max_length=50, examples=[["LAND_CERTIFICATE"]]
+    )
+    damaged: bool = Field(default=False, description="Damaged rather than lost or mislaid")
+    reason: str = Field(min_length=1, max_length=1000, examples=["Bản chính bị rách khi scan"])
 
     _checked = field_validator("reason")(_without_nul)
 
@@ -163,6 +178,7 @@ def build_router(queue: WorkQueue, access: Access, calendar: WorkingDayCalendar)
             outcome=task.outcome,
             note=task.note,
             completed_at=task.completed_at,
+            warned_at=task.warned_at,
             working_hours_left=left.working_hours,
             colour=left.colour,
             proposed=proposed,
@@ -295,6 +311,25 @@ def build_router(queue: WorkQueue, access: Access, calendar: WorkingDayCalendar)
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
         except DecisionRefused as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        return view(task)
+
+    @router.post(
+        "/tasks/{task_id}/lost-documents",
+        summary="Report that the registry lost or damaged documents of the task's dossier (officers)",
+        description="The desk sends the citizen the registry's apology for the fault (once per loss of"
+        " the same documents); the task is unchanged. 409 for a task the desk took back.",
+        responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT},
+        dependencies=[officers],
+    )
+    async def report_loss(task_id: TaskId, body: LossReport) -> TaskView:
+        try:
+            task = await queue.report_loss(
+                task_id, documents=body.documents, damaged=body.damaged, reason=body.reason
+            )
+        except TaskNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+        except TaskConflict as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
         return view(task)
 
     @router.get("/officer", include_in_schema=False)

@@ -14,7 +14,14 @@ from typing import Any, Literal
 from contracts import topics
 from contracts.agencies import LAND_REGISTRY
 from contracts.envelope import CloudEvent
-from contracts.events import DossierHandedOver, HandoffWithdrawn, StepCompleted, StepDelayReported
+from contracts.events import (
+    DocumentLossReported,
+    DossierHandedOver,
+    HandoffWithdrawn,
+    StepCompleted,
+    StepDelayReported,
+    StepDueSoon,
+)
 from contracts.results import ResultRejected, parse_result
 from services.land_registry import store
 from services.land_registry.decisions import Decisions
@@ -42,11 +49,13 @@ class Registry:
 
     def register(self) -> None:
         """Read only what is addressed to the land registry; answer on its own topic."""
-        self.runtime.publishes(topics.agency_events(LAND_REGISTRY), StepCompleted, StepDelayReported)
+        self.runtime.publishes(
+            topics.agency_events(LAND_REGISTRY), StepCompleted, StepDelayReported, DocumentLossReported
+        )
         self.runtime.subscribe(
             topics.handoffs(LAND_REGISTRY),
             consumer="land_registry.handoffs",
-            accepts=(DossierHandedOver, HandoffWithdrawn),
+            accepts=(DossierHandedOver, HandoffWithdrawn, StepDueSoon),
             handler=self.perform_step,
         )
 
@@ -54,9 +63,13 @@ class Registry:
         """Appraise, or issue the certificate, and hand the dossier back to the desk.
 
         A manual step (and officers deciding) goes to the work queue instead. A handoff the
-        desk takes back (withdrawn or refused dossier) closes its task, so no officer decides it.
+        desk takes back (withdrawn or refused dossier) closes its task, so no officer decides it;
+        the desk's warning that a step entered its last working day marks its task.
         """
         handover = event.data
+        if isinstance(handover, StepDueSoon):
+            await store.warn_task(uow.conn, handover.dossier_id, handover.handoff_row, at=handover.warned_at)
+            return
         if isinstance(handover, HandoffWithdrawn):
             await store.withdraw_task(
                 uow.conn, handover.dossier_id, handover.handoff_row, note=handover.reason, at=uow.now
@@ -252,6 +265,31 @@ class WorkQueue:
                     reported_at=uow.now,
                 ),
                 topic=topics.agency_events(handover.to_agency),
+            )
+            return task
+
+    async def report_loss(
+        self, task_id: int, *, documents: list[str], damaged: bool, reason: str
+    ) -> store.Task:
+        """Tell the desk the registry lost or damaged documents of the task's dossier.
+
+        The desk sends the citizen the registry's apology for the fault, once per loss; the task
+        itself is unchanged (any officer may report, whoever holds it, even after it was decided).
+        """
+        async with self.runtime.unit_of_work() as uow:
+            task = await self._locked(uow.conn, task_id)
+            if task.outcome == "withdrawn":
+                raise TaskConflict(f"task {task_id} was taken back by the desk: {task.note}")
+            await uow.publish(
+                DocumentLossReported(
+                    dossier_id=task.dossier_id,
+                    agency=LAND_REGISTRY,
+                    documents=documents,
+                    damaged=damaged,
+                    reason=reason,
+                    reported_at=uow.now,
+                ),
+                topic=topics.agency_events(LAND_REGISTRY),
             )
             return task
 

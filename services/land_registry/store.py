@@ -65,11 +65,18 @@ MIGRATIONS = (
         CREATE INDEX tasks_by_status ON tasks (status, due_at);
         """,
     ),
+    Migration(
+        "land_registry-004-task-warnings",
+        """
+        -- When the desk warned that the task's step entered its last working day.
+        ALTER TABLE tasks ADD COLUMN warned_at timestamptz;
+        """,
+    ),
 )
 
 TASK_COLUMNS = (
     "id, dossier_id, step_index, handoff_row, action, handover, received_at, due_at, status,"
-    " assignee, outcome, note, completion_key, completed_at"
+    " assignee, outcome, note, completion_key, completed_at, warned_at"
 )
 
 
@@ -91,6 +98,8 @@ class Task:
     note: str | None
     completion_key: str | None
     completed_at: datetime | None
+    warned_at: datetime | None = None
+    """When the desk warned that the step entered its last working day."""
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
@@ -189,6 +198,17 @@ async def withdraw_task(
         dossier_id,
         handoff_row,
         note,
+        at,
+    )
+
+
+async def warn_task(conn: Connection, dossier_id: str, handoff_row: int, *, at: datetime) -> None:
+    """Mark the task of a handoff in its last working day (a task already decided is left alone)."""
+    await conn.execute(
+        "UPDATE tasks SET warned_at = $3"
+        " WHERE dossier_id = $1 AND handoff_row = $2 AND status IN ('open', 'claimed')",
+        dossier_id,
+        handoff_row,
         at,
     )
 

@@ -11,12 +11,11 @@ import asyncpg
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Response
 
 import services.notification
-from contracts.agencies import NOTIFICATION, ONE_STOP
+from contracts.agencies import NOTIFICATION
 from services.intake.domain.catalog import Catalog
 from services.notification import store
 from services.notification.delivery import DeliveryWorker
 from services.notification.document_signing import LetterSigner
-from services.notification.domain.notices import DEFAULT_DESK_NAME
 from services.notification.handlers import NoticeWriter
 from services.notification.settings import DeliverySettings
 from services.runtime.access import AUTH_RESPONSES, Access, Role
@@ -56,7 +55,7 @@ def build_runtime(
         signer=signer,
         channels=tuple(channels),
         place=delivery.letter_place,
-        desk_name=agencies[ONE_STOP].name if ONE_STOP in agencies else DEFAULT_DESK_NAME,
+        issuers={agency: info.name for agency, info in agencies.items()},
     ).register()
     worker = DeliveryWorker(
         pool=lambda: runtime.pool, clock=runtime.clock, channels=channels, policy=delivery.retry

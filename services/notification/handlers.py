@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from contracts import topics
 from contracts.agencies import TAX
@@ -19,7 +20,7 @@ from contracts.events import (
 from services.notification import store
 from services.notification.delivery import EMAIL, addresses
 from services.notification.document_signing import LetterSigner, NoSigningCertificate
-from services.notification.domain.notices import DEFAULT_DESK_NAME, DEFAULT_PLACE, Notice, render
+from services.notification.domain.notices import DEFAULT_PLACE, Notice, render
 from services.runtime.consumer import EventRejected
 from services.runtime.service import ServiceRuntime
 from services.runtime.unit_of_work import UnitOfWork
@@ -35,11 +36,11 @@ class NoticeWriter:
         signer: LetterSigner,
         channels: tuple[str, ...] = (EMAIL,),
         place: str = DEFAULT_PLACE,
-        desk_name: str = DEFAULT_DESK_NAME,
+        issuers: Mapping[str, str] | None = None,
     ) -> None:
         self.runtime = runtime
         self.signer = signer
-        self.desk_name = desk_name
+        self.issuers = dict(issuers or {})
         self.channels = channels
         self.place = place
 
@@ -79,7 +80,7 @@ class NoticeWriter:
         if isinstance(event.data, DossierWithdrawn):
             await store.record_withdrawal(uow.conn, event.data.dossier_id, at=event.data.withdrawn_at)
             await store.void_if_withdrawn(uow.conn, event.data.dossier_id)
-        notice = render(event.data, place=self.place, desk_name=self.desk_name)
+        notice = render(event.data, place=self.place, issuers=self.issuers)
         if notice is None:
             return
         notice = await self.signed(notice)

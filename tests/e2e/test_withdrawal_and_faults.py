@@ -17,7 +17,14 @@ import httpx
 import pytest
 
 from infra.stack import Stack
-from tests.dossier_samples import certified_copy, eventually_equal, land_transfer, signed_in, wait_for_status
+from tests.dossier_samples import (
+    certified_copy,
+    eventually_equal,
+    land_transfer,
+    pay,
+    signed_in,
+    wait_for_status,
+)
 from tests.e2e.test_apology import now_of
 from tests.kafka_probe import read_topic
 from tests.systems import set_time
@@ -29,6 +36,11 @@ def mails_about(services: Stack, dossier_id: str) -> list[EmailMessage]:
     """Every e-mail whose subject names the dossier, oldest first."""
     assert services.mailbox is not None
     return [m for m in services.mailbox.messages() if dossier_id in str(m["Subject"])]
+
+
+def fault_letters(services: Stack, dossier_id: str) -> list[EmailMessage]:
+    """The letters apologising for faulty handling (thư xin lỗi) about the dossier."""
+    return [m for m in mails_about(services, dossier_id) if str(m["Subject"]).startswith("Thư xin lỗi")]
 
 
 def plain_text(mail: EmailMessage) -> str:
@@ -207,19 +219,12 @@ async def test_a_second_supplement_request_owes_one_fault_apology(services: Stac
             await ask("bản vẽ chưa có chữ ký")  # the second is a fault: one letter
             await ask("bản vẽ mờ")  # the same fault again: no second letter
 
-            def fault_letters() -> list[EmailMessage]:
-                return [
-                    m
-                    for m in mails_about(services, dossier_id)
-                    if str(m["Subject"]).startswith("Thư xin lỗi")
-                ]
-
             async def fault_letter_count() -> int:
-                return len(fault_letters())
+                return len(fault_letters(services, dossier_id))
 
             await eventually_equal(fault_letter_count, 1)
             await asyncio.sleep(2)  # a doubled letter would have arrived by now
-            (letter,) = fault_letters()
+            (letter,) = fault_letters(services, dossier_id)
             text = plain_text(letter)
             assert "THƯ XIN LỖI" in text
             assert "yêu cầu bổ sung lần nữa" in text
@@ -242,6 +247,68 @@ async def test_a_second_supplement_request_owes_one_fault_apology(services: Stac
         assert entry["issued_by_agency"] == "one_stop"
         late = await client.get("/api/apologies", params={"kind": "late"})
         assert all(a["dossier_id"] != dossier_id for a in late.json())
+
+
+async def test_the_desk_records_an_unlisted_request_and_a_corrected_result_for_the_agency_at_fault(
+    services: Stack,
+) -> None:
+    async with signed_in(services, "intake") as intake:
+        dossier_id = (await intake.post("/dossiers", json=land_transfer(21_007))).json()["id"]
+        await wait_for_status(intake, dossier_id, "awaiting_payment")
+        url = f"/dossiers/{dossier_id}/faults"
+        unlisted = {
+            "kind": "unlisted_document_requested",
+            "agency": "land_registry",
+            "detail": "Văn phòng đăng ký yêu cầu nộp thêm bản vẽ sơ đồ thửa đất",
+            "documents": ["Bản vẽ sơ đồ thửa đất"],
+        }
+        # A listed document is no fault; a result not yet issued cannot have been corrected; an
+        # agency without a step of the dossier cannot be at fault.
+        listed = await intake.post(url, json={**unlisted, "documents": ["LAND_CERTIFICATE"]})
+        assert listed.status_code == 422, listed.text
+        early = await intake.post(url, json={**unlisted, "kind": "result_corrected"})
+        assert early.status_code == 409, early.text
+        stranger = await intake.post(url, json={**unlisted, "agency": "urban_management"})
+        assert stranger.status_code == 409, stranger.text
+        async with signed_in(services, "intake", "agency_officer") as officer:
+            assert (await officer.post(url, json=unlisted)).status_code == 403
+        for _ in range(2):  # the same fault twice: one letter
+            recorded = await intake.post(url, json=unlisted)
+            assert recorded.status_code == 200, recorded.text
+
+        async def fault_letter_count() -> int:
+            return len(fault_letters(services, dossier_id))
+
+        await eventually_equal(fault_letter_count, 1)
+        text = plain_text(fault_letters(services, dossier_id)[0])
+        assert "không có trong thành phần hồ sơ" in text
+        assert "Bản vẽ sơ đồ thửa đất" in text
+
+        # Paid and returned, then the registry's certificate turns out wrong and is corrected.
+        paid = await pay(intake, dossier_id)
+        assert paid.status_code == 200, paid.text
+        await wait_for_status(intake, dossier_id, "returned")
+        corrected = await intake.post(
+            url,
+            json={
+                "kind": "result_corrected",
+                "agency": "land_registry",
+                "detail": "Diện tích ghi trên giấy chứng nhận là 120,5 m², không phải 125,0 m²",
+            },
+        )
+        assert corrected.status_code == 200, corrected.text
+        await eventually_equal(fault_letter_count, 2)
+        assert any("đính chính" in plain_text(m) for m in fault_letters(services, dossier_id))
+
+    token = services.env()["CONSOLE_TOKEN"]
+    console = services.services["console"].url
+    async with httpx.AsyncClient(base_url=console, headers={"Authorization": f"Bearer {token}"}) as client:
+
+        async def kinds() -> list[str]:
+            response = await client.get("/api/apologies")
+            return sorted(a["kind"] for a in response.json() if a["dossier_id"] == dossier_id)
+
+        await eventually_equal(kinds, ["result_corrected", "unlisted_document_requested"])
 
 
 def _non_empty(read: Any) -> Any:

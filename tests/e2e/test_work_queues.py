@@ -22,6 +22,7 @@ from infra.stack import Stack
 from services.runtime.working_days import WorkingDayCalendar
 from tests.dossier_samples import eventually_equal, land_transfer, signed_in, wait_for_status
 from tests.e2e.test_console import CHROMIUM, CHROMIUM_FLAGS
+from tests.letter_signatures import signer_organisation
 from tests.systems import fresh_system, set_time
 
 pytestmark = pytest.mark.real
@@ -192,6 +193,72 @@ async def test_an_officer_reports_a_delay_and_the_citizen_hears_at_once_with_the
         done = await c.post(f"/tasks/{task['id']}/complete", json={"outcome": "done"})
         assert done.status_code == 200, done.text
         await wait_for_status(intake, dossier_id, "awaiting_payment")
+
+
+async def test_the_last_day_is_warned_a_lost_document_apologised_for_and_a_refusal_signed_by_the_registry(
+    manual: Stack,
+) -> None:
+    calendar = WorkingDayCalendar()
+    assert manual.mailbox is not None
+    async with signed_in(manual, "intake") as intake, officer(manual, "can-bo-d") as d:
+        dossier_id = (await intake.post("/dossiers", json=land_transfer(40_004))).json()["id"]
+        task = await task_of(d, dossier_id)
+        assert task["warned_at"] is None
+        received = datetime.fromisoformat(task["received_at"])
+        last_day = calendar.add_working_time(received, Decimal(2))  # a 3-day step: its third day
+
+        # The last working day begins: the registry's task and the desk's readers are told.
+        await set_time(manual, last_day + timedelta(minutes=1))
+
+        async def warned() -> bool:
+            return (await task_of(d, dossier_id))["warned_at"] is not None
+
+        await eventually_equal(warned, True)
+        types = await outbox_types(manual, "intake", dossier_id)
+        assert types.count("vn.gov.dossier.step_due_soon.v1") == 2  # the registry's topic, intake.events
+        assert "vn.gov.dossier.step_overdue.v1" not in types
+
+        # The registry lost the original certificate: one letter from it, however often reported.
+        url = f"/tasks/{task['id']}/lost-documents"
+        body = {"documents": ["LAND_CERTIFICATE"], "damaged": True, "reason": "Bản chính bị rách khi scan"}
+        async with signed_in(manual, "land_registry", "operator") as operator:
+            assert (await operator.post(url, json=body)).status_code == 403
+        for _ in range(2):
+            reported = await d.post(url, json=body)
+            assert reported.status_code == 200, reported.text
+
+        async def fault_letters() -> list[str]:
+            return [t for t in await outbox_types(manual, "intake", dossier_id) if "fault_apology" in t]
+
+        await eventually_equal(fault_letters, ["vn.gov.dossier.fault_apology_issued.v1"])
+        reports = await outbox_types(manual, "land_registry", dossier_id)
+        assert reports.count("vn.gov.dossier.document_loss_reported.v1") == 2
+
+        # The registry refuses the transfer: the refusal is its own letter, signed by it.
+        refused = await d.post(
+            f"/tasks/{task['id']}/complete", json={"outcome": "rejected", "note": "Thửa đất đang tranh chấp"}
+        )
+        assert refused.status_code == 200, refused.text
+        await wait_for_status(intake, dossier_id, "rejected")
+
+        def mails(subject: str) -> list[Any]:
+            assert manual.mailbox is not None
+            return [
+                m
+                for m in manual.mailbox.messages()
+                if dossier_id in str(m["Subject"]) and str(m["Subject"]).startswith(subject)
+            ]
+
+        async def letters_mailed() -> tuple[int, int]:
+            return len(mails("Kết quả")), len(
+                [m for m in mails("") if "xin lỗi" in str(m["Subject"]).lower()]
+            )
+
+        await eventually_equal(letters_mailed, (1, 1))
+        (result,) = mails("Kết quả")
+        (pdf,) = [p for p in result.iter_attachments() if p.get_content_type() == "application/pdf"]
+        signer = await signer_organisation(pdf.get_content(), manual.letter_signing_dir(), "land_registry")
+        assert signer == "Chi nhánh Văn phòng Đăng ký đất đai thành phố Tân An"
 
 
 async def test_strangers_and_wrong_roles_are_refused(manual: Stack) -> None:

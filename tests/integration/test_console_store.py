@@ -17,6 +17,7 @@ from contracts.events import (
     DossierEscalated,
     DossierProgressed,
     SlipRow,
+    StepDueSoon,
     StepOverdue,
 )
 from infra.stack import Stack
@@ -247,8 +248,23 @@ async def test_overdue_steps_apologies_and_escalations(pool: asyncpg.Pool) -> No
     async with pool.acquire() as conn:
         await store.save_progress(conn, snapshot("HS-LATE", slip=[row(0, completed=None, overdue=due)]))
         await store.save_applicant(conn, "HS-LATE", applicant)
-        await store.save_overdue(conn, "ev-1", overdue)
-        await store.save_overdue(conn, "ev-1", overdue)  # the same event again changes nothing
+        await store.save_step_alert(conn, "ev-1", overdue)
+        await store.save_step_alert(conn, "ev-1", overdue)  # the same event again changes nothing
+        # Warned the day before: listed apart from the overdue steps.
+        warned = StepDueSoon(
+            dossier_id="HS-LATE",
+            step_index=0,
+            agency="land_registry",
+            action="appraise",
+            handoff_row=0,
+            budget_days=Decimal(3),
+            due_at=due,
+            warned_at=due - timedelta(days=1),
+            appointment_at=PROMISED,
+        )
+        await store.save_step_alert(conn, "ev-0", warned)
+        [soon] = await store.overdue_steps(conn, due_soon=True, open_only=True)
+        assert (soon["dossier_id"], soon["detected_at"]) == ("HS-LATE", due - timedelta(days=1))
         await store.save_apology(conn, "ev-2", apology)
         await store.save_escalation(conn, "ev-3", escalated)
 
@@ -270,6 +286,7 @@ async def test_overdue_steps_apologies_and_escalations(pool: asyncpg.Pool) -> No
         [step] = await store.overdue_steps(conn)
         assert step["completed_at"] == done
         assert await store.overdue_steps(conn, open_only=True) == []
+        assert await store.overdue_steps(conn, open_only=True, due_soon=True) == []
 
         [letter] = await store.apologies(conn)
         assert (letter["letter_number"], letter["issued_by_agency"]) == ("PXL-2026-000001", "land_registry")

@@ -9,7 +9,7 @@ import pytest
 
 from contracts.events import ApologyIssued, DossierEscalated, StepDelayReported, StepOverdue
 from services.intake.app import load_catalog
-from services.intake.handlers import record_delay
+from services.intake.handlers import record_report
 from services.runtime.consumer import EventRejected
 from services.runtime.working_days import VIETNAM_TZ, WorkingDayCalendar
 from tests.dossier_samples import received_land_transfer
@@ -45,7 +45,7 @@ async def test_a_delay_reported_two_days_ahead_gets_its_letter_a_day_ahead_and_t
     assert handover.handoff_row is not None
 
     work = FakeWork(now=two_days_before)
-    published = await record_delay(
+    published = await record_report(
         work,
         dossiers,
         report(handover.handoff_row, expected_at=expected, reported_at=two_days_before),
@@ -77,14 +77,14 @@ async def test_a_second_report_escalates_and_a_report_after_the_due_time_is_refu
     dossiers = InMemoryDossiers({dossier.id: dossier})
     early = MONDAY + timedelta(hours=1)
     expected = CALENDAR.add_working_time(row.due_at, Decimal(1))
-    await record_delay(
+    await record_report(
         FakeWork(now=early),
         dossiers,
         report(handover.handoff_row, expected_at=expected, reported_at=early),
         calendar=CALENDAR,
         agencies=CATALOG.agencies,
     )
-    again = await record_delay(
+    again = await record_report(
         FakeWork(now=early),
         dossiers,
         report(handover.handoff_row, expected_at=expected + timedelta(days=1), reported_at=early),
@@ -96,7 +96,7 @@ async def test_a_second_report_escalates_and_a_report_after_the_due_time_is_refu
     fresh, _ = received_land_transfer("HS-D-1", MONDAY)
     late = InMemoryDossiers({fresh.id: fresh})
     with pytest.raises(EventRejected, match="too late"):
-        await record_delay(
+        await record_report(
             FakeWork(now=row.due_at),
             late,
             report(handover.handoff_row, expected_at=expected, reported_at=row.due_at),
@@ -104,7 +104,7 @@ async def test_a_second_report_escalates_and_a_report_after_the_due_time_is_refu
             agencies=CATALOG.agencies,
         )
     with pytest.raises(EventRejected, match="no delay"):
-        await record_delay(
+        await record_report(
             FakeWork(now=early),
             late,
             report(handover.handoff_row, expected_at=row.due_at, reported_at=early),

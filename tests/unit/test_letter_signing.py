@@ -173,7 +173,7 @@ def test_a_refusal_is_a_letter_with_its_reason() -> None:
             "summary": "Hồ sơ bị từ chối (land_registry): thửa đất đang tranh chấp",
         }
     )
-    notice = render(refusal, desk_name="Bộ phận Một cửa - UBND thành phố Tân An")
+    notice = render(refusal, issuers={ONE_STOP: "Bộ phận Một cửa - UBND thành phố Tân An"})
     assert notice is not None
     assert notice.attachment is not None
     assert notice.attachment.filename == f"thong-bao-tu-choi-{returned.dossier_id}.pdf"
@@ -186,6 +186,20 @@ def test_a_refusal_is_a_letter_with_its_reason() -> None:
     assert approved.attachment is not None
     assert approved.attachment.filename == f"thong-bao-ket-qua-{returned.dossier_id}.pdf"
     assert "THÔNG BÁO KẾT QUẢ GIẢI QUYẾT HỒ SƠ" in pdf_text(approved.attachment.data)
+
+
+def test_an_agency_refusal_is_issued_and_signed_by_that_agency() -> None:
+    returned = EXAMPLES["vn.gov.dossier.returned.v1"]
+    assert isinstance(returned, DossierReturned)
+    refusal = returned.model_copy(
+        update={"outcome": "rejected", "summary": "thửa đất đang tranh chấp", "refused_by": "land_registry"}
+    )
+    issuers = {ONE_STOP: "Bộ phận Một cửa", "land_registry": "Văn phòng Đăng ký đất đai Tân An"}
+    notice = render(refusal, issuers=issuers)
+    assert notice is not None
+    assert notice.attachment is not None
+    assert notice.attachment.signed_by == "land_registry"
+    assert "VĂN PHÒNG ĐĂNG KÝ ĐẤT ĐAI TÂN AN" in pdf_text(notice.attachment.data)
 
 
 def test_the_trust_store_makes_a_test_ca_per_agency_once(tmp_path: Path) -> None:

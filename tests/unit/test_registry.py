@@ -105,14 +105,14 @@ def test_register_records_a_compatible_change_as_a_new_revision(copy: Path) -> N
 def test_register_refuses_a_breaking_change(copy: Path) -> None:
     # Pretend old records carried a field the model has since dropped: a closed new reader
     # would refuse them, so the change must be a new version, not a revision.
-    folder = copy / "vn.gov.dossier.returned.v1"
+    folder = copy / "vn.gov.dossier.escalated.v1"
     schema = json.loads((folder / "1.json").read_text())
     schema["properties"]["legacy_code"] = {"type": "string"}
     (folder / "1.json").write_text(json.dumps(schema))
     result = run_register(copy)
     assert result.returncode == 1
     assert (
-        "REFUSED vn.gov.dossier.returned.v1: breaks BACKWARD_TRANSITIVE against revision 1" in result.stderr
+        "REFUSED vn.gov.dossier.escalated.v1: breaks BACKWARD_TRANSITIVE against revision 1" in result.stderr
     )
     assert "new version with an upcaster" in result.stderr
     assert not (folder / "2.json").exists()

@@ -39,6 +39,9 @@ LEVELS: Final = {"city": "Cấp thành phố", "ward": "Cấp phường, xã"}
 APOLOGY_KINDS: Final = {
     "late": "Trễ hẹn",
     "repeat_supplement_request": "Yêu cầu bổ sung hồ sơ lần thứ hai",
+    "unlisted_document_requested": "Yêu cầu giấy tờ ngoài thành phần hồ sơ",
+    "document_lost": "Làm mất, hư hỏng hồ sơ",
+    "result_corrected": "Kết quả sai sót phải đính chính",
 }
 """Why a letter apologises: lateness, or a fault's kind (``contracts.events.FaultKind``)."""
 

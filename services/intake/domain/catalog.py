@@ -40,6 +40,10 @@ CATALOG_FILE = Path(__file__).resolve().parent.parent / "catalog" / "procedures.
 """The published catalog: intake routes by it, the console names agencies, actions and outcomes by it."""
 
 
+LAST_DAY = Decimal(1)
+"""A step longer than this is looked at (its agency and the desk warned) when this much is left."""
+
+
 class CatalogError(ValueError):
     """The catalog file is inconsistent; the message says which procedure and why."""
 
@@ -63,6 +67,11 @@ class Step(_Strict):
     def watched(self) -> bool:
         """The desk sets an alarm on it: another agency's step whose time counts."""
         return self.counts and self.agency not in (ONE_STOP, CITIZEN)
+
+    @property
+    def first_alarm_days(self) -> Decimal:
+        """Working days from the handoff to the desk's first look: its last day, or its due time."""
+        return self.budget_days - LAST_DAY if self.budget_days > LAST_DAY else self.budget_days
 
 
 class Fee(_Strict):
@@ -142,6 +151,11 @@ class Procedure(_Strict):
         """Fees due for this dossier, in VND."""
         return sum(amount for _, amount in self.fee_lines(details))
 
+    def lists_document(self, paper: str) -> bool:
+        """Whether ``paper`` (a document's code or published name) is in the procedure's list."""
+        wanted = paper.strip().casefold()
+        return any(wanted in (d.code.casefold(), d.name.casefold()) for d in self.required_documents)
+
     def document_name(self, code: str) -> str:
         """The published name of a document (the code itself for an extra document)."""
         return next((d.name for d in self.required_documents if d.code == code), code)
@@ -203,9 +217,9 @@ class Catalog(_Strict):
         """Every agency a route can reach, the desk included, the citizen not."""
         return {s.agency for p in self.procedures for s in p.steps} - {CITIZEN}
 
-    def shortest_watched_budget(self) -> Decimal | None:
-        """The least time any alarm can be set ahead (the smallest watched step's budget), None if none."""
-        return min((s.budget_days for p in self.procedures for s in p.steps if s.watched), default=None)
+    def soonest_first_alarm(self) -> Decimal | None:
+        """The least time any alarm can be set ahead of a handoff (working days), None if none is."""
+        return min((s.first_alarm_days for p in self.procedures for s in p.steps if s.watched), default=None)
 
     def consumers(self) -> set[str]:
         """Agencies that take handoffs over Kafka: all but the desk itself and the citizen."""

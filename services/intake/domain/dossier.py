@@ -17,6 +17,9 @@ working day or more, and gives a new date: the old one plus that step's budget. 
 rescheduled once; a second overrun escalates to supervisors instead. Time the citizen takes
 never counts, so it can trigger neither.
 
+A step longer than a working day is looked at once more when its last working day begins: the
+agency and the desk are warned (``StepDueSoon``), while a delay can still be reported in time.
+
 Faults in handling (:mod:`services.intake.domain.faults`) owe their own letter, one per fault
 and agency, and reschedule nothing. A withdrawn or refused dossier takes its handoff back from
 the agency holding it; that agency's late answer is ignored.
@@ -35,6 +38,7 @@ from contracts.agencies import CITIZEN, ONE_STOP
 from contracts.events import (
     ApologyIssued,
     Applicant,
+    DocumentLossReported,
     DossierEscalated,
     DossierEvent,
     DossierHandedOver,
@@ -53,13 +57,14 @@ from contracts.events import (
     SlipRow,
     StepCompleted,
     StepDelayReported,
+    StepDueSoon,
     StepOverdue,
     SupplementReceived,
     SupplementRequested,
 )
 from contracts.results import RESULTS, AssessmentResult, SupplementNeeded, parse_result
 from services.intake.domain.catalog import AgencyInfo, Procedure, Step
-from services.intake.domain.faults import FAULT_RULES, fault_key
+from services.intake.domain.faults import DESK_RECORDED, FAULT_RULES, fault_key
 from services.runtime.working_days import WorkingDayCalendar
 
 
@@ -96,6 +101,10 @@ class PaymentRefused(ValueError):
     """A payment confirmation that does not match the tax notice (number or amount)."""
 
 
+class FaultRefused(ValueError):
+    """What the desk recorded as a fault is none by the procedure (e.g. the paper is listed)."""
+
+
 class TransitionRefused(ValueError):
     """The dossier is not in a state where this can happen (e.g. paying twice)."""
 
@@ -121,6 +130,8 @@ class Handoff:
     alarm_at: datetime | None = None
     """When the deadline watcher must next look at this row (None: nothing to watch)."""
     overdue_at: datetime | None = None
+    warned_at: datetime | None = None
+    """When the agency and the desk were told the step entered its last working day."""
 
     def complete(
         self,
@@ -343,6 +354,44 @@ class Dossier:
             )
         ]
 
+    def on_document_loss(
+        self, event: DocumentLossReported, *, now: datetime, agencies: Mapping[str, AgencyInfo]
+    ) -> list[DossierEvent]:
+        """An agency lost or damaged documents of the dossier: its fault letter, once per loss."""
+        names = ", ".join(event.documents)
+        what = "hư hỏng" if event.damaged else "mất, thất lạc"
+        return self.record_fault(
+            "document_lost",
+            event.agency,
+            detail=f"{what}: {names}; {event.reason}",
+            subject=",".join(sorted(event.documents)),
+            now=now,
+            agencies=agencies,
+        )
+
+    def record_fault(
+        self,
+        kind: FaultKind,
+        agency: str,
+        *,
+        detail: str,
+        subject: str,
+        now: datetime,
+        agencies: Mapping[str, AgencyInfo],
+    ) -> list[DossierEvent]:
+        """A fault found in an agency's handling: its letter, or none if it was apologised for.
+
+        Only an agency that had a step of the dossier can be at fault; a result can only be
+        corrected once it was returned, by an agency that worked on it.
+        """
+        if kind not in DESK_RECORDED:
+            raise TransitionRefused(f"{kind} is detected by the desk itself, not recorded")
+        if agency not in {h.to_agency for h in self.slip} - {CITIZEN}:
+            raise TransitionRefused(f"{agency} had no step of dossier {self.id}")
+        if kind == "result_corrected" and self.status is not DossierStatus.RETURNED:
+            raise TransitionRefused(f"dossier {self.id} is {self.status}: no result was issued to correct")
+        return self._fault(kind, agency, detail=detail, subject=subject, now=now, agencies=agencies)
+
     def request_supplement(
         self, *, missing: list[str], reason: str, now: datetime, agencies: Mapping[str, AgencyInfo]
     ) -> list[DossierEvent]:
@@ -491,13 +540,30 @@ class Dossier:
         now: datetime,
         calendar: WorkingDayCalendar,
         agencies: Mapping[str, AgencyInfo],
-        letter_number: str,
+        letter_number: str = "",
     ) -> list[DossierEvent]:
-        """A step's deadline passed: report it, and apologise or escalate."""
+        """The step entered its last working day (a warning), or its deadline passed (overdue, apology)."""
         row = self.slip[row_index]
         if row.completed_at is not None or row.alarm_at is None or now < row.alarm_at:
             return []  # finished, paused or re-timed since the alarm was set: nothing to do
         assert row.due_at is not None
+        if now < row.due_at:
+            # The step's last working day began: the agency can still report a delay in time.
+            row.warned_at = now
+            row.alarm_at = row.due_at
+            return [
+                StepDueSoon(
+                    dossier_id=self.id,
+                    step_index=row.step_index,
+                    agency=row.to_agency,
+                    action=row.action,
+                    handoff_row=row.row,
+                    budget_days=row.budget_days,
+                    due_at=row.due_at,
+                    warned_at=now,
+                    appointment_at=self.appointment_at,
+                )
+            ]
         first_time = row.overdue_at is None
         row.overdue_at = row.overdue_at or now
         events: list[DossierEvent] = []
@@ -630,6 +696,10 @@ class Dossier:
     ) -> Handoff:
         # Time the citizen takes (paying) is not counted, so it has no due time and no alarm.
         due = calendar.add_working_time(now, step.budget_days) if step.counts else None
+        alarm: datetime | None = None
+        if step.watched:
+            # A step longer than a working day is first looked at when its last day begins.
+            alarm = calendar.add_working_time(now, step.first_alarm_days)
         row = Handoff(
             row=len(self.slip),
             step_index=self.current_step,
@@ -640,7 +710,7 @@ class Dossier:
             counts=step.counts,
             sent_at=now,
             due_at=due,
-            alarm_at=due if step.watched else None,
+            alarm_at=alarm,
         )
         self.slip.append(row)
         return row
@@ -704,12 +774,13 @@ class Dossier:
         detail: str,
         now: datetime,
         agencies: Mapping[str, AgencyInfo],
+        subject: str = "",
     ) -> list[DossierEvent]:
         """The letter a fault owes, or none if this agency already apologised for this fault.
 
         The letter's number is left empty: the desk numbers letters as it records them.
         """
-        key = fault_key(kind, agency)
+        key = fault_key(kind, agency, subject)
         if key in self.faults:
             return []
         self.faults.append(key)
@@ -805,6 +876,7 @@ class Dossier:
                 on_time=self.on_time,
                 summary=summary,
                 result={k: v for result in self.results.values() for k, v in result.items()},
+                refused_by=refused_by,
             )
         ]
 

@@ -13,6 +13,7 @@ that issues it: the service signs it with that agency's certificate before keepi
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -89,18 +90,19 @@ def day(moment: datetime) -> str:
 
 
 def render(
-    event: DossierEvent, *, place: str = DEFAULT_PLACE, desk_name: str = DEFAULT_DESK_NAME
+    event: DossierEvent, *, place: str = DEFAULT_PLACE, issuers: Mapping[str, str] | None = None
 ) -> Notice | None:
     """The notice an event calls for, or None when it concerns no citizen.
 
-    ``desk_name`` is the one-stop desk's name as its letters print it (the result notice).
+    ``issuers`` names agencies as their letters print them (the catalog's names), for letters
+    whose event names only the agency: the result, issued by the desk or the refusing agency.
     """
     if isinstance(event, DossierReceived):
         return _receipt(event)
     if isinstance(event, PaymentNoticeIssued):
         return _payment_notice(event)
     if isinstance(event, DossierReturned):
-        return _result(event, place, desk_name)
+        return _result(event, place, issuers or {})
     if isinstance(event, SupplementRequested):
         return _supplement_request(event, place)
     if isinstance(event, ApologyIssued):
@@ -168,7 +170,7 @@ Thời gian thực hiện nghĩa vụ tài chính không tính vào thời hạn
     return Notice("tax_notice", e.dossier_id, e.applicant, subject, body, sms)
 
 
-def _result(e: DossierReturned, place: str, desk_name: str) -> Notice:
+def _result(e: DossierReturned, place: str, issuers: Mapping[str, str]) -> Notice:
     """Thông báo kết quả; when refused, the refusal (thông báo từ chối giải quyết) with the reason."""
     outcome = "ĐÃ CÓ KẾT QUẢ" if e.outcome == "approved" else "KHÔNG ĐƯỢC GIẢI QUYẾT"
     timing = "đúng hẹn" if e.on_time else "trễ hẹn"
@@ -187,10 +189,12 @@ Mời Ông/Bà đánh giá mức độ hài lòng về việc giải quyết h�
 Bộ phận Một cửa hoặc trên Cổng dịch vụ công, với mã hồ sơ và mã tra cứu in trên Giấy tiếp nhận.
 """
     sms = f"Hồ sơ {e.dossier_id} {outcome.lower()}; mời Ông/Bà nhận kết quả tại Bộ phận Một cửa."
-    # The desk returns every result, a refusal included, so the desk issues and signs the letter.
+    # The desk returns every result and issues it; a refusal is issued and signed by the agency
+    # that refused (the desk, or an agency on its step).
     refused = e.outcome == "rejected"
+    signer = e.refused_by or ONE_STOP
     letter = Letter(
-        issuer=desk_name,
+        issuer=issuers.get(signer, DEFAULT_DESK_NAME if signer == ONE_STOP else signer),
         number=None,
         place=place,
         issued_at=e.returned_at,
@@ -214,7 +218,7 @@ Bộ phận Một cửa hoặc trên Cổng dịch vụ công, với mã hồ s�
         subject=f"Kết quả hồ sơ {e.dossier_id}",
         body=body,
         sms=sms,
-        attachment=Attachment(_filename(stem, e.dossier_id), "application/pdf", as_pdf(letter), ONE_STOP),
+        attachment=Attachment(_filename(stem, e.dossier_id), "application/pdf", as_pdf(letter), signer),
     )
 
 
