@@ -100,6 +100,41 @@ def _signing_rows(signing: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     ]
 
 
+def _peer_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The DBOS peer beside ours (``peer_dbos``); none when the results have no peer."""
+    peer = results.get("peer_dbos")
+    if not peer:
+        return []
+    cpu = peer["cpu_ms_per_dossier"]
+    parts = ", ".join(f"{name} {ms:.1f}" for name, ms in cpu.items() if name != "total")
+    return [
+        ("", "", ""),
+        (
+            "DBOS peer: dossiers/s at saturation",
+            _num(peer["dossiers_per_s"], 1, " dossiers/s"),
+            f"DBOS {peer['dbos_version']}, {peer['dossiers']} dossiers, queue concurrency"
+            f" {peer['queue_concurrency']}, every notice sent",
+        ),
+        (
+            f"DBOS peer: step p50/p99 @ {_num(peer['step_latency_offered_dossiers_per_s'], 1)}/s",
+            f"{_num(peer['step_latency_p50_ms'], 1)} / {_num(peer['step_latency_p99_ms'], 1)} ms",
+            "one step's end → the next one's start (our handoff's analogue)",
+        ),
+        (
+            "DBOS peer: step p50/p99 @ saturation",
+            f"{_num(peer['saturation_step_latency_p50_ms'], 1)} /"
+            f" {_num(peer['saturation_step_latency_p99_ms'], 1)} ms",
+            f"{peer['dossiers']} dossiers, {peer['queue_concurrency']} in flight",
+        ),
+        ("DBOS peer: CPU per dossier", _num(cpu["total"], 1, " ms"), f"ms: {parts}"),
+        (
+            "ratio ours / DBOS peer",
+            _ratio(results["ratios"].get("ours_vs_dbos")),
+            "our dossiers/s with every consumer done ÷ the peer's (target ≥ 1)",
+        ),
+    ]
+
+
 def _scale_out_row(results: dict[str, Any]) -> tuple[str, str, str]:
     scaled = results.get("scale_out")
     if not scaled:
@@ -236,12 +271,26 @@ def table(results: dict[str, Any]) -> str:
     ]
     rows += _signing_rows(results.get("signing"))
     rows.append(("", "", ""))
+    per_dossier = results.get("cpu_ms_per_dossier", {})
     cpu = sorted(sat["cpu_percent"].items(), key=lambda item: -item[1])
     for name, percent in cpu:
-        rows.append((f"CPU {name}", f"{percent:.0f}% of a core", "saturation phase, submit → drained"))
+        rows.append(
+            (
+                f"CPU {name}",
+                f"{percent:.0f}% of a core",
+                f"{_num(per_dossier.get(name), 1)} ms per dossier (saturation, submit → drained)",
+            )
+        )
     if cpu:
         total = sum(p for _, p in cpu)
-        rows.append(("CPU all of the above", f"{total:.0f}%", f"of {m['cores'] * 100}% ({m['cores']} cores)"))
+        rows.append(
+            (
+                "CPU all of the above",
+                f"{total:.0f}% of {m['cores'] * 100}%",
+                f"{_num(per_dossier.get('total'), 1)} ms per dossier in all",
+            )
+        )
+    rows += _peer_rows(results)
     rows.append(("", "", ""))
     for hop in mod["per_hop"]:
         rows.append(

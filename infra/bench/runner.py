@@ -23,7 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from infra.bench import bare_relay, kafka_tools, replay_speed, scale_out, signing_cost
+from infra.bench import bare_relay, kafka_tools, peer_dbos, replay_speed, scale_out, signing_cost
 from infra.bench.bare_relay import SampleRecord
 from infra.bench.common import cpu_seconds, memory_mb, say
 from infra.bench.load import LoadDriver, Phase
@@ -185,6 +185,31 @@ def _ratio(ours: float, theirs: float | None) -> float | None:
     return ours / theirs if theirs else None
 
 
+def cpu_ms_per_dossier(cpu_seconds: dict[str, float], dossiers: int) -> dict[str, float]:
+    """CPU milliseconds per dossier of each process over a phase, and their total."""
+    per = {name: round(1000 * used / dossiers, 2) for name, used in cpu_seconds.items()} if dossiers else {}
+    return {**per, "total": round(sum(per.values()), 2)}
+
+
+def _peer_summary(peer: dict[str, Any]) -> dict[str, Any]:
+    """The peer's headline figures (its phases in full beside them)."""
+    saturation, moderate = peer["saturation"], peer["moderate"]
+    return {
+        "dossiers_per_s": saturation["dossiers_per_s"],
+        "returned": saturation["returned"],
+        "dossiers": saturation["dossiers"],
+        "step_latency_p50_ms": moderate["step_ms"]["p50"],
+        "step_latency_p99_ms": moderate["step_ms"]["p99"],
+        "step_latency_offered_dossiers_per_s": moderate["offered_per_s"],
+        "saturation_step_latency_p50_ms": saturation["step_ms"]["p50"],
+        "saturation_step_latency_p99_ms": saturation["step_ms"]["p99"],
+        "cpu_ms_per_dossier": cpu_ms_per_dossier(saturation["cpu_seconds"], saturation["dossiers"]),
+        "dbos_version": peer["dbos_version"],
+        "queue_concurrency": peer["queue"]["worker_concurrency"],
+        **peer,
+    }
+
+
 async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str, Any]) -> dict[str, Any]:
     """Every measurement on ``stack`` (already started, services healthy); return the results."""
     # The bench's own tools (Kafka's performance tools, the bare relays, the lag probe) run as the
@@ -281,6 +306,24 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
             concurrency=config.concurrency,
             instances=config.instances,
         )
+        shared = {k: v for k, v in _component_pids(stack).items() if k in ("postgres", "mailbox")}
+        say(f"DBOS peer: {config.saturation_dossiers} dossiers, {config.concurrency} in flight; {rate:g}/s")
+        peer = _peer_summary(
+            await peer_dbos.measure(
+                stack,
+                dossiers=config.saturation_dossiers,
+                concurrency=config.concurrency,
+                rate=rate,
+                seconds=config.moderate_seconds,
+                warmup=config.warmup_dossiers,
+                pids=shared,
+            )
+        )
+        say(
+            f"DBOS peer: {peer['dossiers_per_s']:.1f} dossiers/s, step latency p50"
+            f" {peer['step_latency_p50_ms'] or 0:.1f} ms, p99 {peer['step_latency_p99_ms'] or 0:.1f} ms"
+            f" at {rate:g}/s, {peer['cpu_ms_per_dossier']['total']:.0f} ms CPU per dossier"
+        )
 
     say(f"crypto: {config.crypto_iterations} signatures and verifications of the sample, 5 times")
     timings = signing_cost.time_crypto(keys, iterations=config.crypto_iterations)
@@ -334,6 +377,13 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
         " saturation phase's dossiers, verifications = records written to each topic in that phase ×"
         " service consumer groups reading it; share = that crypto CPU ÷ the system's CPU per dossier"
         " (load generator excluded); dossiers/s without signing is derived from it, not measured",
+        "cpu_ms_per_dossier: CPU of each process over the saturation phase (first submission until every"
+        " consumer caught up) ÷ its dossiers; the load generator is the bench's own process",
+        "peer_dbos: the same route as DBOS Transact workflows in one process on its own database of the"
+        " same Postgres, after our phases, with the same closed loop and offered rate; step latency ="
+        " one step's end → the next one's start (the citizen's payment left out); its CPU per dossier is"
+        " its process (driver included) plus Postgres and the mailbox over its saturation phase;"
+        f" ours_vs_dbos = our drained rate ÷ its rate. Does: {peer['does']}. Does not: {peer['does_not']}",
     ]
     if saturation.dossiers_per_s < 100:
         notes.append(
@@ -359,6 +409,9 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
         "kafka_producer_msgs_per_s": tools.producer_msgs_per_s,
         "kafka_consumer_msgs_per_s": tools.consumer_msgs_per_s,
         "replay_events_per_s": replayed.events_per_s,
+        "cpu_ms_per_dossier": cpu_ms_per_dossier(saturation.cpu_seconds, saturation.dossiers),
+        "peer_dbos_dossiers_per_s": peer["dossiers_per_s"],
+        "peer_dbos": peer,
         "replay": dataclasses.asdict(replayed),
         "max_service_rss_mb": max(peaks) if peaks else None,
         "service_rss_mb": memory,
@@ -370,6 +423,9 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
             "ours_vs_kafka_consumer": _ratio(saturation.hops_per_s, tools.consumer_msgs_per_s),
             "replay_vs_bare_relay": _ratio(replayed.events_per_s, relay.msgs_per_s),
             "instances_vs_one": _ratio(scaled.phase.dossiers_per_s, saturation.dossiers_per_s),
+            # Ours with every consumer caught up (notices written) against the peer's workflows
+            # ended (notices written and sent): the stricter of our two rates.
+            "ours_vs_dbos": _ratio(saturation.drained_dossiers_per_s or 0.0, peer["dossiers_per_s"]),
         },
         "scale_out": {
             "instances": scaled.instances,

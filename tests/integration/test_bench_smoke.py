@@ -21,6 +21,7 @@ REQUIRED = (
     "kafka_consumer_msgs_per_s",
     "replay_events_per_s",
     "max_service_rss_mb",
+    "peer_dbos_dossiers_per_s",
 )
 
 TINY = BenchConfig(
@@ -93,5 +94,27 @@ async def test_tiny_bench_reports_every_figure(services: Stack) -> None:
     assert scaled["dossiers_per_s"] > 0
     assert results["ratios"]["instances_vs_one"] > 0
     assert not [key for key, s in services.services.items() if s.extra]  # the extra instances are gone
+    # CPU-ms per dossier of every process of the saturation phase, and in total.
+    per_dossier = results["cpu_ms_per_dossier"]
+    assert set(per_dossier) == set(results["saturation"]["cpu_seconds"]) | {"total"}
+    assert {"intake", "postgres", "kafka", "load generator"} <= set(per_dossier)
+    assert per_dossier["total"] > 0
+    assert per_dossier["total"] == pytest.approx(sum(v for k, v in per_dossier.items() if k != "total"))
+    # The DBOS peer: the same closed loop and offered rate, every dossier returned.
+    peer = results["peer_dbos"]
+    assert (peer["dossiers"], peer["returned"], peer["queue_concurrency"]) == (4, 4, 2)
+    assert peer["moderate"]["returned"] == peer["moderate"]["dossiers"] > 0
+    assert peer["step_latency_offered_dossiers_per_s"] == TINY.moderate_rate
+    for key in ("dossiers_per_s", "step_latency_p50_ms", "step_latency_p99_ms"):
+        assert peer[key] > 0, key
+    assert peer["cpu_ms_per_dossier"]["peer"] > 0
+    assert peer["cpu_ms_per_dossier"]["postgres"] > 0
+    assert peer["dbos_version"].startswith("3.")
+    assert peer["does"]
+    assert peer["does_not"]
+    assert results["ratios"]["ours_vs_dbos"] > 0
     json.dumps(results)  # what is written to bench-results.json
-    assert "dossiers/s" in table(results)
+    printed = table(results)
+    assert "dossiers/s" in printed
+    assert "DBOS peer: dossiers/s at saturation" in printed
+    assert "ms per dossier" in printed
