@@ -1,6 +1,8 @@
 # `make bench` (issue 8): start the whole stack on free ports under /tmp and measure, in one run,
 # Kafka's own performance tools, a bare FastStream relay and our system (dossiers/s, handoff
-# latency p50/p95/p99, memory per service). Prints one table and writes bench-results.json.
+# latency p50/p95/p99, memory and CPU-ms per dossier per process), and the same route as DBOS
+# Transact workflows on the same Postgres (infra/bench/peer_dbos.py, ratios.ours_vs_dbos).
+# Prints one table and writes bench-results.json.
 # `make bench QUICK=1` is the short version (under two minutes). See README "Performance".
 #
 # Included from the Makefile (`include infra/bench.mk`); uses its PY, setup and kafka-jars.
