@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 TARGETS = {
-    "dossiers_per_s": 500.0,
+    "dossiers_per_s": 150.0,
     "handoff_p99_ms_at_100_dossiers_per_s": 50.0,
     "rss_mb_per_service": 150.0,
+    "ours_vs_dbos": 1.0,
 }
-"""Issue 8's targets."""
+"""Issue 19's targets (issue 8 had asked for 500 dossiers/s; the machine's measured limits made it 150)."""
 
 
 def machine() -> dict[str, Any]:
