@@ -90,6 +90,22 @@ async def test_a_signed_apology_verifies_as_the_agency_that_issued_it(
     assert "PHIẾU XIN LỖI VÀ HẸN LẠI NGÀY TRẢ KẾT QUẢ" in pdf_text(pdf)
 
 
+async def test_later_letters_reuse_the_first_ones_signature_space_and_still_verify(
+    signer: LetterSigner, signing_dir: Path
+) -> None:
+    first = await signed_apology(signer)
+    # The second letter skips pyHanko's dry-run sizing: the space reserved for the first is kept.
+    later = [await signed_apology(signer) for _ in range(2)]
+    for pdf in (first, *later):
+        status = await validated(pdf, trusting(signing_dir, TAX))
+        assert status.bottom_line
+        assert status.coverage == SignatureCoverageLevel.ENTIRE_FILE
+    (signature,) = PdfFileReader(io.BytesIO(later[-1])).embedded_signatures
+    reserved = len(signature.sig_object["/Contents"])
+    assert reserved >= len(signature.signed_data.dump())  # the signature fits, with room to spare
+    assert {len(pdf) for pdf in later} == {len(first)}
+
+
 async def test_one_changed_byte_breaks_the_signature(signer: LetterSigner, signing_dir: Path) -> None:
     pdf = await signed_apology(signer)
     # A byte of the document's metadata: inside the signed range, and the file still parses.
