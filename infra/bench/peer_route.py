@@ -45,7 +45,6 @@ from contracts.events import (
     PaymentNoticeIssued,
     StepCompleted,
 )
-from contracts.results import AssessmentResult
 from infra.bench.load import land_transfer
 from services.intake import store as intake_store
 from services.intake.domain.catalog import Catalog, Step
@@ -59,7 +58,7 @@ from services.notification.domain.notices import DEFAULT_PLACE, Notice, render
 from services.runtime.database import Migration, migrate
 from services.runtime.working_days import WorkingDayCalendar
 from services.tax import store as tax_store
-from services.tax.domain.assessment import assess
+from services.tax.domain.assessment import assess, notice_and_answer
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -349,26 +348,7 @@ class LandTransferRoute:
                 "pay_by": assessment.pay_by(now),
             },
         )
-        notice = PaymentNoticeIssued(
-            dossier_id=handover.dossier_id,
-            notice_number=notice_number,
-            applicant=handover.applicant,
-            taxable_value_vnd=assessment.taxable_value_vnd,
-            registration_fee_vnd=assessment.registration_fee_vnd,
-            personal_income_tax_vnd=assessment.personal_income_tax_vnd,
-            total_vnd=assessment.total_vnd,
-            issued_at=now,
-            pay_by=assessment.pay_by(now),
-        )
-        done = StepCompleted.answering(
-            handover,
-            outcome="done",
-            received_at=now,
-            completed_at=now,
-            note=f"đã ra thông báo nộp tiền {notice_number}",
-            result=AssessmentResult(notice_number=notice_number, total_vnd=assessment.total_vnd),
-        )
-        return notice, done
+        return notice_and_answer(handover, assessment, notice_number=notice_number, now=now)
 
     # --- the notification service --------------------------------------------------------------
 

@@ -6,12 +6,11 @@ from contracts import topics
 from contracts.agencies import TAX
 from contracts.envelope import CloudEvent
 from contracts.events import DossierHandedOver, PaymentNoticeIssued, StepCompleted
-from contracts.results import AssessmentResult
 from services.runtime.consumer import EventRejected
 from services.runtime.service import ServiceRuntime
 from services.runtime.unit_of_work import UnitOfWork
 from services.tax import store
-from services.tax.domain.assessment import AssessmentImpossible, assess
+from services.tax.domain.assessment import AssessmentImpossible, assess, notice_and_answer
 
 
 class TaxOffice:
@@ -49,24 +48,6 @@ class TaxOffice:
             assessment=assessment,
             issued_at=uow.now,
         )
-        notice = PaymentNoticeIssued(
-            dossier_id=handover.dossier_id,
-            notice_number=notice_number,
-            applicant=handover.applicant,
-            taxable_value_vnd=assessment.taxable_value_vnd,
-            registration_fee_vnd=assessment.registration_fee_vnd,
-            personal_income_tax_vnd=assessment.personal_income_tax_vnd,
-            total_vnd=assessment.total_vnd,
-            issued_at=uow.now,
-            pay_by=assessment.pay_by(uow.now),
-        )
-        done = StepCompleted.answering(
-            handover,
-            outcome="done",
-            received_at=uow.now,
-            completed_at=uow.now,
-            note=f"đã ra thông báo nộp tiền {notice_number}",
-            result=AssessmentResult(notice_number=notice_number, total_vnd=assessment.total_vnd),
-        )
+        notice, done = notice_and_answer(handover, assessment, notice_number=notice_number, now=uow.now)
         await uow.publish(notice, topic=topics.agency_events(TAX))
         await uow.publish(done, topic=topics.agency_events(TAX))

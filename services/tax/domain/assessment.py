@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from contracts.results import AppraisalResult, ResultRejected, earlier_result
+from contracts.events import DossierHandedOver, PaymentNoticeIssued, StepCompleted
+from contracts.results import AppraisalResult, AssessmentResult, ResultRejected, earlier_result
 
 REGISTRATION_FEE_RATE = Decimal("0.005")
 REGISTRATION_FEE_CAP_VND = 500_000_000
@@ -65,3 +66,29 @@ def assess(results: dict[str, dict[str, Any]]) -> Assessment:
         registration_fee_vnd=min(_vnd(value * REGISTRATION_FEE_RATE), REGISTRATION_FEE_CAP_VND),
         personal_income_tax_vnd=_vnd(value * PERSONAL_INCOME_TAX_RATE),
     )
+
+
+def notice_and_answer(
+    handover: DossierHandedOver, assessment: Assessment, *, notice_number: str, now: datetime
+) -> tuple[PaymentNoticeIssued, StepCompleted]:
+    """The payment notice for the citizen and the step's answer to the desk, issued ``now``."""
+    notice = PaymentNoticeIssued(
+        dossier_id=handover.dossier_id,
+        notice_number=notice_number,
+        applicant=handover.applicant,
+        taxable_value_vnd=assessment.taxable_value_vnd,
+        registration_fee_vnd=assessment.registration_fee_vnd,
+        personal_income_tax_vnd=assessment.personal_income_tax_vnd,
+        total_vnd=assessment.total_vnd,
+        issued_at=now,
+        pay_by=assessment.pay_by(now),
+    )
+    done = StepCompleted.answering(
+        handover,
+        outcome="done",
+        received_at=now,
+        completed_at=now,
+        note=f"đã ra thông báo nộp tiền {notice_number}",
+        result=AssessmentResult(notice_number=notice_number, total_vnd=assessment.total_vnd),
+    )
+    return notice, done
