@@ -392,14 +392,16 @@ class Stack:
     def running(self) -> dict[str, ServiceProcess]:
         """The service processes alive now, by key (``name`` or ``name#n``)."""
         return {
-            key: s for key, s in self.services.items() if s.process is not None and s.process.poll() is None
+            key: s
+            for key, s in list(self.services.items())
+            if s.process is not None and s.process.poll() is None
         }
 
     def exited(self) -> list[str]:
         """The service processes (keys) that exited by themselves: a supervisor restarts them."""
         return [
             key
-            for key, s in self.services.items()
+            for key, s in list(self.services.items())  # a copy: instances start from worker threads
             if s.process is not None and s.process.poll() is not None and not s.stopped
         ]
 
@@ -426,7 +428,7 @@ class Stack:
         if self.env().get("CLOCK") != "virtual":
             return {}
         moments = []
-        for service in self.services.values():
+        for service in list(self.services.values()):
             if service.process is None or service.process.poll() is not None:
                 continue
             try:

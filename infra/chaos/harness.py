@@ -136,7 +136,8 @@ class Harness:
     async def _backlog(self, client: httpx.AsyncClient) -> int | None:
         total = 0
         try:
-            for service in self.system.services.values():
+            # A copy: the rebalance scenario adds instances from a worker thread meanwhile.
+            for service in list(self.system.services.values()):
                 if service.extra:
                     continue  # an extra instance reports the same groups as the first
                 if (await client.get(f"{service.url}/health")).status_code != 200:
