@@ -21,15 +21,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.charset
+import email.encoders
+import email.errors
+import email.generator
 import email.policy
 import email.utils
 import hashlib
+import io
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
 from typing import Protocol
 
 import aiosmtplib
@@ -130,28 +138,59 @@ def message_id(item: Outgoing, domain: str) -> str:
     return f"<notice-{item.notice_id}.{_digest(item.source_event_id)}@{domain}>"
 
 
-def build_email(item: Outgoing, settings: SmtpSettings) -> EmailMessage:
-    """The e-mail for a notice: UTF-8 subject and body, the letter's PDF attached."""
-    message = EmailMessage(policy=email.policy.SMTP)
+_UTF8_QP = email.charset.Charset("utf-8")
+_UTF8_QP.body_encoding = email.charset.QP  # the text stays readable in the raw message
+_SMTP_LINES = email.policy.compat32.clone(linesep="\r\n")
+
+
+def build_email(item: Outgoing, settings: SmtpSettings) -> bytes:
+    """The e-mail for a notice, as sent: UTF-8 subject and body, the letter's PDF attached.
+
+    Composed with the stdlib's ``compat32`` classes (``email.mime``): a third of what
+    ``EmailMessage`` costs. They accept a line break in a header value, which would let a
+    notice's text add headers, so every header value is checked here as ``EmailMessage``
+    checks it, and the address is parsed by the modern parser. Refusals are
+    :class:`DeliveryRejected`: retrying cannot fix the notice.
+    """
+    headers = {
+        "Subject": item.subject,
+        "To": item.recipient_name,
+        "X-Dossier-Id": item.dossier_id,
+        "X-Notice-Kind": item.kind,
+        "filename": item.attachment.filename if item.attachment else "",
+    }
+    broken = [name for name, value in headers.items() if "\r" in value or "\n" in value]
+    if broken:
+        raise DeliveryRejected(f"cannot write the e-mail: a line break in {', '.join(broken)}")
     try:
-        message["Message-ID"] = message_id(item, settings.domain)
-        message["Date"] = email.utils.format_datetime(item.created_at)
-        message["From"] = settings.sender
-        message["To"] = Address(display_name=item.recipient_name, addr_spec=item.address)
-        message["Subject"] = item.subject
-        message["X-Dossier-Id"] = item.dossier_id
-        message["X-Notice-Kind"] = item.kind
-        message.set_content(item.body, charset="utf-8", cte="quoted-printable")  # 7-bit safe
-        if item.attachment is not None:
-            maintype, _, subtype = item.attachment.content_type.partition("/")
-            message.add_attachment(
-                item.attachment.data, maintype=maintype, subtype=subtype, filename=item.attachment.filename
-            )
-            # A fixed boundary (not a random one): every attempt sends the same bytes.
-            message.set_boundary(f"=_{item.reference}")
-    except (ValueError, TypeError) as exc:  # e.g. an address no mail system can take
+        Address(addr_spec=item.address)  # raises on anything but one plain address
+        recipient = email.utils.formataddr((item.recipient_name, item.address), charset="utf-8")
+    except (ValueError, TypeError, IndexError, email.errors.HeaderParseError) as exc:  # not an address
         raise DeliveryRejected(f"cannot write the e-mail: {exc}") from exc
-    return message
+    text = MIMENonMultipart("text", "plain")
+    text.set_payload(item.body, charset=_UTF8_QP)  # 7-bit safe
+    message: Message = text
+    if item.attachment is not None:
+        maintype, _, subtype = item.attachment.content_type.partition("/")
+        document = MIMEBase(maintype, subtype)
+        document.set_payload(item.attachment.data)
+        email.encoders.encode_base64(document)
+        document.add_header("Content-Disposition", "attachment", filename=item.attachment.filename)
+        # A fixed boundary (not a random one): every attempt sends the same bytes.
+        message = MIMEMultipart(boundary=f"=_{item.reference}")
+        for part in (text, document):
+            del part["MIME-Version"]  # once, on the message
+            message.attach(part)
+    message["Message-ID"] = message_id(item, settings.domain)
+    message["Date"] = email.utils.format_datetime(item.created_at)
+    message["From"] = settings.sender
+    message["To"] = recipient
+    message["Subject"] = item.subject  # written as UTF-8 encoded words when flattened
+    message["X-Dossier-Id"] = item.dossier_id
+    message["X-Notice-Kind"] = item.kind
+    with io.BytesIO() as out:
+        email.generator.BytesGenerator(out, mangle_from_=False, policy=_SMTP_LINES).flatten(message)
+        return out.getvalue()
 
 
 class EmailChannel:
@@ -176,15 +215,15 @@ class EmailChannel:
             kept = self._idle.pop() if self._idle else None
             if kept is not None:
                 try:
-                    await self._send(kept, message)
-                    return str(message["Message-ID"])
+                    await self._send(kept, item.address, message)
+                    return message_id(item, self.settings.domain)
                 except aiosmtplib.SMTPServerDisconnected:
                     pass  # closed by the server while idle (its timeout): a new connection
             try:
-                await self._send(await self._connect(), message)
+                await self._send(await self._connect(), item.address, message)
             except aiosmtplib.SMTPServerDisconnected as exc:
                 raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
-        return str(message["Message-ID"])
+        return message_id(item, self.settings.domain)
 
     async def close(self) -> None:
         """Say QUIT on the connections kept open."""
@@ -209,14 +248,14 @@ class EmailChannel:
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
         return smtp
 
-    async def _send(self, smtp: aiosmtplib.SMTP, message: EmailMessage) -> None:
-        """Send on ``smtp`` and keep it for the next message; close it on any failure.
+    async def _send(self, smtp: aiosmtplib.SMTP, recipient: str, message: bytes) -> None:
+        """Send ``message`` to ``recipient`` on ``smtp``; keep it for the next, close it on failure.
 
         Raises ``SMTPServerDisconnected`` as it is (the caller knows whether the connection was
         a kept one); other SMTP failures as :class:`DeliveryRejected` or :class:`DeliveryError`.
         """
         try:
-            await smtp.send_message(message)
+            await smtp.sendmail(self.settings.sender, [recipient], message)
         except aiosmtplib.SMTPServerDisconnected:
             smtp.close()
             raise
