@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -48,13 +49,21 @@ def handover(n: int, *, step: int = 1, prefix: str = "HS-OWN") -> CloudEvent:
 
 
 def own_runtime(
-    stack: Stack, table: str, *, stall_seconds: float = 120, database_url: str | None = None
+    stack: Stack,
+    table: str,
+    *,
+    stall_seconds: float = 120,
+    database_url: str | None = None,
+    name: str | None = None,
+    **settings: Any,
 ) -> tuple[ServiceRuntime, str]:
     """A service with one table (``table``: its columns) whose subscriptions read the returned topic.
 
-    ``database_url``: another way to the stack's Postgres (a proxy), instead of its own URL.
+    ``database_url``: another way to the stack's Postgres (a proxy), instead of its own URL;
+    ``name``: an earlier one's, to run it again (a restart); ``settings``: more of
+    :class:`ServiceSettings`' fields.
     """
-    name = f"owntest_{uuid.uuid4().hex[:8]}"
+    name = name or f"owntest_{uuid.uuid4().hex[:8]}"
     topic = topics.handoffs(name)
     runtime = ServiceRuntime(
         settings=stack.settings_for(
@@ -62,6 +71,7 @@ def own_runtime(
             agency=name,
             database_url=database_url or stack.database_url,
             consumer_stall_seconds=stall_seconds,
+            **settings,
         ),
         agency=name,
         migrations=(Migration(f"{name}-001", f"CREATE TABLE handled ({table})"),),

@@ -197,8 +197,9 @@ class ServiceRuntime:
 
         # Offsets are committed only after the handler returned, i.e. after the transaction
         # committed (NACK_ON_ERROR: FastStream's default ACK_FIRST would be at-most-once).
-        # Records come in batches: one transaction and one offset commit per batch instead of
-        # per record (see RecordProcessor); order within a partition is kept.
+        # Records come in batches: one transaction per batch instead of per record (see
+        # RecordProcessor), and offsets committed when caught up or every CONSUMER_COMMIT_MS
+        # (see Commits); order within a partition is kept.
         subscriber = self.broker.subscriber(
             self.kafka_name(topic),
             group_id=self.kafka_name(consumer),
@@ -210,7 +211,9 @@ class ServiceRuntime:
             parser=tolerant_parser,
             decoder=raw_records,
         )
-        subscriber.__class__ = PromptBatchSubscriber
+        subscriber = PromptBatchSubscriber.adopt(
+            subscriber, commit_interval=self.settings.consumer_commit_seconds
+        )
         self._subscribers.append((consumer, subscriber))
 
         # The handler takes the decoded body (the records themselves, see raw_records), not a

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.signing import registry_paths
+from services.runtime.batches import DEFAULT_COMMIT_INTERVAL_SECONDS
 from services.runtime.kafka_access import KafkaAccess, KafkaAccessError
 
 DEFAULT_CONSUMER_BATCH_SIZE = 200
@@ -43,8 +44,12 @@ class ServiceSettings:
     nothing for this long turns ``/health`` red (aiokafka consumers can stop fetching for good
     after a broker restart or a rebalance, aiokafka #1154, with no error anywhere)."""
     consumer_batch_size: int = DEFAULT_CONSUMER_BATCH_SIZE
-    """``CONSUMER_BATCH_SIZE``: at most this many records per poll, handled in one transaction
-    with one offset commit. 1 handles records one by one (slower; same results)."""
+    """``CONSUMER_BATCH_SIZE``: at most this many records per poll, handled in one transaction.
+    1 handles records one by one (slower; same results)."""
+    consumer_commit_seconds: float = DEFAULT_COMMIT_INTERVAL_SECONDS
+    """``CONSUMER_COMMIT_MS``: while records keep coming, a subscription commits its offsets at
+    most this often (and always once it has caught up). A crash reads that much again, and the
+    inbox drops what it had handled."""
     signing_key_file: Path | None = None
     """``SIGNING_KEY_FILE``: the service's Ed25519 key (a private JWK, mode 0600). Everything it
     publishes is signed with it; a service that publishes refuses to start without one."""
@@ -105,6 +110,7 @@ class ServiceSettings:
             db_pool_size=_count("DB_POOL_SIZE", "10"),
             consumer_stall_seconds=_seconds("CONSUMER_STALL_SECONDS", "120"),
             consumer_batch_size=_count("CONSUMER_BATCH_SIZE", str(DEFAULT_CONSUMER_BATCH_SIZE)),
+            consumer_commit_seconds=_count("CONSUMER_COMMIT_MS", "100") / 1000,
             topic_prefix=topic_prefix,
         )
 

@@ -14,6 +14,7 @@ def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         "KAFKA_TOPIC_PREFIX",
         "CONSUMER_STALL_SECONDS",
         "CONSUMER_BATCH_SIZE",
+        "CONSUMER_COMMIT_MS",
         "TAX_PORT",
         "TAX_HOST",
     ):
@@ -42,6 +43,7 @@ def test_defaults_bind_to_localhost(env: pytest.MonkeyPatch) -> None:
     assert (settings.host, settings.port, settings.topic_prefix) == ("127.0.0.1", 8002, "")
     assert settings.consumer_stall_seconds == 120
     assert settings.consumer_batch_size == 200
+    assert settings.consumer_commit_seconds == 0.1
     assert settings.db_pool_size == 10
 
 
@@ -55,6 +57,11 @@ def test_batch_size_from_the_environment(env: pytest.MonkeyPatch) -> None:
     assert ServiceSettings.from_env("tax", default_port=8002).consumer_batch_size == 1
 
 
+def test_commit_interval_from_the_environment(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CONSUMER_COMMIT_MS", "250")
+    assert ServiceSettings.from_env("tax", default_port=8002).consumer_commit_seconds == 0.25
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -62,6 +69,8 @@ def test_batch_size_from_the_environment(env: pytest.MonkeyPatch) -> None:
         ("CONSUMER_STALL_SECONDS", "soon"),
         ("CONSUMER_BATCH_SIZE", "0"),
         ("CONSUMER_BATCH_SIZE", "many"),
+        ("CONSUMER_COMMIT_MS", "0"),
+        ("CONSUMER_COMMIT_MS", "often"),
         ("DB_POOL_SIZE", "0"),
         ("TAX_PORT", "eighty"),
         ("KAFKA_TOPIC_PREFIX", "a b"),
