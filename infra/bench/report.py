@@ -52,6 +52,25 @@ def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}×"
 
 
+def _letter_rows(letters: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """What a signed result letter costs (``letter_cost``); none when the results have no figures."""
+    if not letters:
+        return []
+    return [
+        (
+            "letters: render / sign, CPU per letter",
+            f"{_num(letters['render_ms'], 1)} / {_num(letters['sign_ms'], 1)} ms",
+            f"the example result letter ({_num(letters['letter_bytes'])} B signed), median of"
+            f" {letters['repeats']} × {letters['iterations']}",
+        ),
+        (
+            "letters: ceiling, every core on letters",
+            _num(letters["ceiling_dossiers_per_s"], 0, " dossiers/s"),
+            f"{letters['cores']} cores × 1000 ÷ {letters['letters_per_dossier']} × (render + sign) ms",
+        ),
+    ]
+
+
 def _signing_rows(signing: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     """What signing and verifying cost (``signing_cost``); none when the results have no figures."""
     if not signing:
@@ -271,6 +290,7 @@ def table(results: dict[str, Any]) -> str:
         ),
     ]
     rows += _signing_rows(results.get("signing"))
+    rows += _letter_rows(results.get("letters"))
     rows.append(("", "", ""))
     per_dossier = results.get("cpu_ms_per_dossier", {})
     cpu = sorted(sat["cpu_percent"].items(), key=lambda item: -item[1])

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from infra.bench import bare_relay, kafka_tools, peer_dbos, replay_speed, scale_out, signing_cost
+from infra.bench import bare_relay, kafka_tools, letter_cost, peer_dbos, replay_speed, scale_out, signing_cost
 from infra.bench.bare_relay import SampleRecord
 from infra.bench.common import cpu_seconds, memory_mb, say
 from infra.bench.load import LoadDriver, Phase
@@ -75,6 +75,8 @@ class BenchConfig:
     """Their density (1.0: the seed city's)."""
     crypto_iterations: int = 20_000
     """Signatures (and as many verifications) per repeat of the crypto micro-measurement."""
+    letter_iterations: int = 40
+    """Result letters rendered (and as many signed) per repeat of the letter micro-measurement."""
     instances: int = 2
     """Processes per service in the scale-out phase (its closed loop is the saturation phase's)."""
 
@@ -99,6 +101,7 @@ QUICK = BenchConfig(
     moderate_seconds=10,
     replay_days=1,
     crypto_iterations=2000,
+    letter_iterations=10,
 )
 
 
@@ -349,6 +352,15 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
         f" ({_ratio(signed_batched.msgs_per_s, batched.msgs_per_s) or 0:.3f}×)"
     )
 
+    say(f"letters: {config.letter_iterations} result letters rendered and signed, 3 times")
+    letters = letter_cost.measure(
+        stack.letter_signing_dir(), cores=int(machine_info["cores"]), iterations=config.letter_iterations
+    )
+    say(
+        f"letters: render {letters.render_ms:.1f} ms, sign {letters.sign_ms:.1f} ms of CPU per result"
+        f" letter; letters alone on {letters.cores} cores: {letters.ceiling_dossiers_per_s:.0f} dossiers/s"
+    )
+
     replayed = await replay_speed.measure(
         stack, scale=config.replay_scale, working_days=config.replay_days, work_dir=stack.run_dir
     )
@@ -377,6 +389,9 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
         " saturation phase's dossiers, verifications = records written to each topic in that phase ×"
         " service consumer groups reading it; share = that crypto CPU ÷ the system's CPU per dossier"
         " (load generator excluded); dossiers/s without signing is derived from it, not measured",
+        "letters: CPU time per render and per PAdES signature of the example result letter (median of"
+        f" {letters.repeats} × {letters.iterations}), with the run's letter-signing certificates;"
+        " ceiling = cores × 1000 ÷ (render + sign): the dossiers/s if every core did nothing but letters",
         "cpu_ms_per_dossier: CPU of each process over the saturation phase (first submission until every"
         " consumer caught up) ÷ its dossiers; the load generator is the bench's own process",
         "peer_dbos: the same route as DBOS Transact workflows in one process on its own database of the"
@@ -455,6 +470,7 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
             "records_written_per_topic": written,
             "consumer_group_topics": group_topics,
         },
+        "letters": dataclasses.asdict(letters),
         "batched_relay": dataclasses.asdict(batched),
         "saturation": _phase_dict(saturation),
         "moderate": _phase_dict(moderate),
