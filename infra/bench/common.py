@@ -1,12 +1,13 @@
-"""Small pieces the benchmark's parts share: progress lines, topics, process memory, percentiles."""
+"""Small pieces the benchmark's parts share: progress, topics, memory, percentiles, CPU per call."""
 
 from __future__ import annotations
 
 import math
 import os
+import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from services.runtime.kafka_access import KafkaAccess
@@ -21,6 +22,18 @@ _START = time.monotonic()
 def say(message: str) -> None:
     """A progress line on stderr, with the seconds since the bench started."""
     print(f"[bench {time.monotonic() - _START:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def cpu_per_call_us(call: Callable[[], object], iterations: int, repeats: int) -> float:
+    """Median over ``repeats`` of this thread's CPU time per call, in µs (wall time would count waits)."""
+    call()  # warm: key objects, caches
+    samples = []
+    for _ in range(repeats):
+        started = time.thread_time()
+        for _ in range(iterations):
+            call()
+        samples.append((time.thread_time() - started) / iterations * 1e6)
+    return statistics.median(samples)
 
 
 async def create_topics(access: KafkaAccess, names: Sequence[str], partitions: int = PARTITIONS) -> None:

@@ -11,14 +11,12 @@ letter to warm the signer (the signature's reserved size is then known, as in th
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.events import DossierReturned
 from contracts.examples import EXAMPLES
+from infra.bench.common import cpu_per_call_us
 from services.notification.document_signing import LetterSigner
 from services.notification.domain.notices import DEFAULT_PLACE, render
 
@@ -58,19 +56,12 @@ def measure(signing_dir: Path, *, cores: int, iterations: int = 20, repeats: int
     def sign_once() -> bytes:
         return signer.sign_now(attachment.data, agency=agency, location=DEFAULT_PLACE)
 
-    signed = sign_once()  # warm: the signature's reserved size, as the service keeps it
+    signed = sign_once()  # the signature's reserved size is known from here on, as in the service
 
-    def per_call_ms(call: Callable[[], object]) -> float:
-        samples = []
-        for _ in range(repeats):
-            started = time.thread_time()
-            for _ in range(iterations):
-                call()
-            samples.append((time.thread_time() - started) / iterations * 1000)
-        return statistics.median(samples)
-
-    render_ms = per_call_ms(lambda: render(result_event(), place=DEFAULT_PLACE))
-    sign_ms = per_call_ms(sign_once)
+    render_ms = (
+        cpu_per_call_us(lambda: render(result_event(), place=DEFAULT_PLACE), iterations, repeats) / 1000
+    )
+    sign_ms = cpu_per_call_us(sign_once, iterations, repeats) / 1000
     letters = 1  # the land transfer's result letter; receipt and payment notice carry no PDF
     return LetterCost(
         render_ms=render_ms,

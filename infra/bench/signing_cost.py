@@ -25,9 +25,7 @@ hop without a database: verify, re-sign, forward.
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +35,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from contracts.agencies import agency_of
 from contracts.signing import KEY_ID_HEADER, SIGNATURE_HEADER, KeyRegistry, SigningKey
 from infra.bench.bare_relay import RelaySigning, SampleRecord
+from infra.bench.common import cpu_per_call_us
 from infra.kafka.acls import service_runtimes
 from infra.trust import TrustStore
 from services.runtime.kafka_access import KafkaAccess
@@ -85,18 +84,6 @@ class CryptoTimings:
     repeats: int
 
 
-def _per_call_us(call: Callable[[], object], iterations: int, repeats: int) -> float:
-    """Median over ``repeats`` of the thread's CPU time per call, in µs (wall time would count waits)."""
-    call()  # warm: key objects, caches
-    samples = []
-    for _ in range(repeats):
-        started = time.thread_time()
-        for _ in range(iterations):
-            call()
-        samples.append((time.thread_time() - started) / iterations * 1e6)
-    return statistics.median(samples)
-
-
 def time_crypto(keys: BenchKeys, *, iterations: int, repeats: int = 5) -> CryptoTimings:
     """µs of CPU per signature and per verification of ``keys.sample``, as the services make them."""
     sample = keys.sample
@@ -112,8 +99,8 @@ def time_crypto(keys: BenchKeys, *, iterations: int, repeats: int = 5) -> Crypto
         return keys.registry.verify(attributes, sample.value)
 
     return CryptoTimings(
-        sign_us=_per_call_us(sign, iterations, repeats),
-        verify_us=_per_call_us(verify, iterations, repeats),
+        sign_us=cpu_per_call_us(sign, iterations, repeats),
+        verify_us=cpu_per_call_us(verify, iterations, repeats),
         iterations=iterations,
         repeats=repeats,
     )
