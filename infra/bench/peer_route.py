@@ -150,6 +150,15 @@ class StepTimes:
 
         return run
 
+    def add(self, spans: dict[str, list[list[Any]]]) -> None:
+        """Another executor process's spans (``spans`` as JSON carries them), beside ours.
+
+        A workflow runs in the one process that dequeued it, so its spans come from one clock;
+        ``time.perf_counter`` is CLOCK_MONOTONIC on Linux, the same in every process anyway.
+        """
+        for workflow_id, items in spans.items():
+            self.spans.setdefault(workflow_id, []).extend((str(n), float(s), float(e)) for n, s, e in items)
+
     def gaps_ms(self, workflow_ids: list[str]) -> list[float]:
         """Step latency: one step's end to the next one's start, the citizen's payment left out."""
         gaps = []

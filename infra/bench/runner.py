@@ -208,7 +208,7 @@ def _peer_summary(peer: dict[str, Any]) -> dict[str, Any]:
         "saturation_step_latency_p99_ms": saturation["step_ms"]["p99"],
         "cpu_ms_per_dossier": cpu_ms_per_dossier(saturation["cpu_seconds"], saturation["dossiers"]),
         "dbos_version": peer["dbos_version"],
-        "queue_concurrency": peer["queue"]["worker_concurrency"],
+        "queue_concurrency": peer["queue"]["total_worker_concurrency"],
         **peer,
     }
 
@@ -310,7 +310,11 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
             instances=config.instances,
         )
         shared = {k: v for k, v in _component_pids(stack).items() if k in ("postgres", "mailbox")}
-        say(f"DBOS peer: {config.saturation_dossiers} dossiers, {config.concurrency} in flight; {rate:g}/s")
+        executors = peer_dbos.default_executors()
+        say(
+            f"DBOS peer: {config.saturation_dossiers} dossiers, {config.concurrency} in flight; {rate:g}/s;"
+            f" {executors} executor processes"
+        )
         peer = _peer_summary(
             await peer_dbos.measure(
                 stack,
@@ -320,6 +324,7 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
                 seconds=config.moderate_seconds,
                 warmup=config.warmup_dossiers,
                 pids=shared,
+                executors=executors,
             )
         )
         say(
@@ -394,10 +399,12 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
         " ceiling = cores × 1000 ÷ (render + sign): the dossiers/s if every core did nothing but letters",
         "cpu_ms_per_dossier: CPU of each process over the saturation phase (first submission until every"
         " consumer caught up) ÷ its dossiers; the load generator is the bench's own process",
-        "peer_dbos: the same route as DBOS Transact workflows in one process on its own database of the"
-        " same Postgres, after our phases, with the same closed loop and offered rate; step latency ="
-        " one step's end → the next one's start (the citizen's payment left out); its CPU per dossier is"
-        " its process (driver included) plus Postgres and the mailbox over its saturation phase;"
+        f"peer_dbos: the same route as DBOS Transact workflows in {peer['executors']} executor processes"
+        " (one per core, at most one per dossier in flight; the driver's is one) sharing one queue on its"
+        " own database of the same Postgres, after our phases, with the same closed loop and offered rate;"
+        " step latency = one step's end → the next one's start (the citizen's payment left out); its CPU"
+        " per dossier is all its processes (driver included) plus Postgres and the mailbox over its"
+        " saturation phase;"
         f" ours_vs_dbos = our drained rate ÷ its rate. Does: {peer['does']}. Does not: {peer['does_not']}",
     ]
     if saturation.dossiers_per_s < 100:
