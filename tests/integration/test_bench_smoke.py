@@ -36,6 +36,7 @@ TINY = BenchConfig(
     replay_days=1,
     replay_scale=0.05,
     crypto_iterations=50,
+    letter_iterations=2,
 )
 
 
@@ -87,6 +88,10 @@ async def test_tiny_bench_reports_every_figure(services: Stack) -> None:
     assert signing["verifications_per_dossier"] > 0
     assert signing["dossiers_per_s_unsigned_estimated"] >= signing["dossiers_per_s_signed"] > 0
     assert results["batched_relay_msgs_per_s"] > 0
+    letters = results["letters"]
+    assert letters["render_ms"] > 0
+    assert letters["sign_ms"] > 0
+    assert letters["ceiling_dossiers_per_s"] > 0
     # The same closed loop with two of every service: measured, and nothing lost or doubled.
     scaled = results["scale_out"]
     assert (scaled["instances"], scaled["dossiers"]) == (2, 4)
@@ -118,3 +123,4 @@ async def test_tiny_bench_reports_every_figure(services: Stack) -> None:
     assert "dossiers/s" in printed
     assert "DBOS peer: dossiers/s at saturation" in printed
     assert "ms per dossier" in printed
+    assert "letters: ceiling, every core on letters" in printed
