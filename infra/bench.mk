@@ -3,7 +3,7 @@
 # latency p50/p95/p99, memory and CPU-ms per dossier per process), and the same route as DBOS
 # Transact workflows on the same Postgres (infra/bench/peer_dbos.py, ratios.ours_vs_dbos).
 # Prints one table and writes bench-results.json.
-# `make bench QUICK=1` is the short version (under two minutes). See README "Performance".
+# `make bench QUICK=1` is the short version (about 3 minutes). See README "Performance".
 #
 # Included from the Makefile (`include infra/bench.mk`); uses its PY, setup and kafka-jars.
 

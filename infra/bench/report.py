@@ -132,8 +132,8 @@ def _peer_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         (
             "DBOS peer: dossiers/s at saturation",
             _num(peer["dossiers_per_s"], 1, " dossiers/s"),
-            f"DBOS {peer['dbos_version']}, {peer['dossiers']} dossiers, queue concurrency"
-            f" {peer['queue_concurrency']}, every notice sent",
+            f"DBOS {peer['dbos_version']}, {peer.get('executors', 1)} executor process(es),"
+            f" {peer['dossiers']} dossiers, queue concurrency {peer['queue_concurrency']}, every notice sent",
         ),
         (
             f"DBOS peer: step p50/p99 @ {_num(peer['step_latency_offered_dossiers_per_s'], 1)}/s",

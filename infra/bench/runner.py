@@ -492,7 +492,7 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
 def main(argv: list[str] | None = None) -> int:
     """``python -m infra.bench [--quick]``: start the stack, measure, print, write JSON, stop."""
     parser = argparse.ArgumentParser(prog="python -m infra.bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a short run (under two minutes)")
+    parser.add_argument("--quick", action="store_true", help="a short run (about 3 minutes)")
     parser.add_argument("--dossiers", type=int, help="dossiers in the saturation phase")
     parser.add_argument("--concurrency", type=int, help="dossiers in flight in the saturation phase")
     parser.add_argument("--rate", type=float, help="offered dossiers/s in the latency phase")
