@@ -510,7 +510,7 @@ def _mint_command(run_dir: Path) -> str:
 
 
 def instances_from(value: str) -> int:
-    """``SERVICE_INSTANCES``: processes per service, 1 to 8."""
+    """``SERVICE_INSTANCES``: processes per service, 1 to ``MAX_INSTANCES``."""
     if not value.isdigit() or not 1 <= int(value) <= MAX_INSTANCES:
         raise StackError(f"SERVICE_INSTANCES must be a whole number from 1 to {MAX_INSTANCES}, not {value!r}")
     return int(value)
