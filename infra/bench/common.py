@@ -79,6 +79,22 @@ def _stat(pid: int) -> list[str] | None:
     return text.rsplit(")", 1)[1].split()
 
 
+def _parents() -> dict[int, int]:
+    """Every process's parent, from ``/proc``."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None:
+                parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` started and that are alive now (a service's letter workers)."""
+    return sorted(child for child, parent in _parents().items() if parent == pid)
+
+
 def cpu_seconds(pid: int, *, tree: bool = True) -> float | None:
     """CPU time (user + system) of ``pid`` and every descendant alive now, plus the children it reaped.
 
@@ -91,12 +107,7 @@ def cpu_seconds(pid: int, *, tree: bool = True) -> float | None:
     tick = os.sysconf("SC_CLK_TCK")
     if not tree:
         return (int(root[11]) + int(root[12])) / tick
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _stat(int(entry.name))
-            if fields is not None:
-                parents[int(entry.name)] = int(fields[1])
+    parents = _parents()
     members, frontier = {pid}, [pid]
     while frontier:
         parent = frontier.pop()

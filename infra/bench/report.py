@@ -260,7 +260,14 @@ def table(results: dict[str, Any]) -> str:
         ("", "", ""),
     ]
     for name, memory in results["service_rss_mb"].items():
-        rows.append((f"RSS {name}", f"{_num(memory['rss'], 0)} MiB", f"peak {_num(memory['peak'], 0)} MiB"))
+        workers = (
+            f"; {memory['workers']} worker process(es), largest peak {_num(memory['worker_peak'], 0)} MiB"
+            if memory.get("workers")
+            else ""
+        )
+        rows.append(
+            (f"RSS {name}", f"{_num(memory['rss'], 0)} MiB", f"peak {_num(memory['peak'], 0)} MiB{workers}")
+        )
     rows += [
         (
             "max service RSS (peak)",

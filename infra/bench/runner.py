@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer
 
 from infra.bench import bare_relay, kafka_tools, letter_cost, peer_dbos, replay_speed, scale_out, signing_cost
 from infra.bench.bare_relay import SampleRecord
-from infra.bench.common import cpu_seconds, memory_mb, say
+from infra.bench.common import child_pids, cpu_seconds, memory_mb, say
 from infra.bench.load import LoadDriver, Phase
 from infra.bench.report import TARGETS, machine, table
 from infra.kafka import KAFKA_VERSION, free_port
@@ -132,10 +132,18 @@ async def _sample_record(access: KafkaAccess, topic: str, dossier_ids: set[str])
 
 
 def _service_memory(stack: Stack) -> dict[str, dict[str, float | None]]:
+    """Each service's RSS and peak, and the largest peak among the processes it started (letter workers)."""
     memory: dict[str, dict[str, float | None]] = {}
     for name, service in stack.services.items():
-        reading = memory_mb(service.process.pid) if service.process is not None else None
-        memory[name] = {"rss": reading[0] if reading else None, "peak": reading[1] if reading else None}
+        pid = service.process.pid if service.process is not None else None
+        reading = memory_mb(pid) if pid is not None else None
+        workers = [found for child in child_pids(pid) if (found := memory_mb(child))] if pid else []
+        memory[name] = {
+            "rss": reading[0] if reading else None,
+            "peak": reading[1] if reading else None,
+            "workers": len(workers),
+            "worker_peak": max((peak for _, peak in workers), default=None),
+        }
     return memory
 
 
@@ -380,7 +388,8 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
     )
 
     memory = _service_memory(stack)
-    peaks = [m["peak"] for m in memory.values() if m["peak"] is not None]
+    # Every process counts: a service's own and each of its workers'.
+    peaks = [p for m in memory.values() for p in (m["peak"], m["worker_peak"]) if p is not None]
     machine_info = {**machine_info, "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]}
     notes = [
         "handoff = producer outbox.created_at → consumer inbox.received_at (both Postgres now(), i.e. the"

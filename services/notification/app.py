@@ -17,6 +17,7 @@ from services.notification import store
 from services.notification.delivery import DeliveryWorker
 from services.notification.document_signing import LetterSigner
 from services.notification.handlers import NoticeWriter
+from services.notification.letter_press import LetterPress
 from services.notification.settings import DeliverySettings
 from services.runtime.access import AUTH_RESPONSES, Access, Role
 from services.runtime.clock import Clock
@@ -35,28 +36,27 @@ def build_runtime(
     *,
     clock: Clock | None = None,
     delivery: DeliverySettings | None = None,
-    signer: LetterSigner | None = None,
+    press: LetterPress | None = None,
 ) -> ServiceRuntime:
     """The notification service's runtime with its subscriptions and delivery worker declared.
 
-    ``signer`` signs the letters; by default the one ``LETTER_SIGNING_DIR`` holds if it is set.
-    Without either the service is only wired (for its declarations: ACLs, the AsyncAPI
-    document) and signs nothing, so a letter it met would be dead-lettered, never sent unsigned;
-    :func:`create_app` requires one.
+    ``press`` renders and signs the letters; by default with the keys ``LETTER_SIGNING_DIR``
+    holds if it is set. Without either the service is only wired (for its declarations: ACLs,
+    the AsyncAPI document) and signs nothing, so a letter it met would be dead-lettered, never
+    sent unsigned; :func:`create_app` requires one.
     """
     delivery = delivery or DeliverySettings.from_env()
     runtime = ServiceRuntime(settings=settings, agency=NOTIFICATION, migrations=store.MIGRATIONS, clock=clock)
     channels = delivery.channels()
-    agencies = Catalog.load().agencies
-    if signer is None:
-        signer = delivery.letter_signer(agencies) if delivery.letter_signing_dir else LetterSigner({})
-    NoticeWriter(
-        runtime=runtime,
-        signer=signer,
-        channels=tuple(channels),
-        place=delivery.letter_place,
-        issuers={agency: info.name for agency, info in agencies.items()},
-    ).register()
+    if press is None:
+        issuers = {agency: info.name for agency, info in Catalog.load().agencies.items()}
+        press = (
+            delivery.letter_press(issuers)
+            if delivery.letter_signing_dir
+            else LetterPress(LetterSigner({}), place=delivery.letter_place, issuers=issuers)
+        )
+    NoticeWriter(runtime=runtime, press=press, channels=tuple(channels)).register()
+    runtime.run_in_background("letter_press", press.run)
     worker = DeliveryWorker(
         pool=lambda: runtime.pool, clock=runtime.clock, channels=channels, policy=delivery.retry
     )
@@ -76,9 +76,13 @@ def create_app(
     settings = settings or ServiceSettings.from_env(NOTIFICATION, default_port=DEFAULT_PORT)
     access = access or Access.from_env()
     delivery = delivery or DeliverySettings.from_env()
-    signer = delivery.letter_signer(Catalog.load().agencies)
-    log.info("letters are signed for %s", ", ".join(sorted(signer.agencies)))
-    runtime = build_runtime(settings, clock=clock, delivery=delivery, signer=signer)
+    press = delivery.letter_press({agency: info.name for agency, info in Catalog.load().agencies.items()})
+    log.info(
+        "letters are signed for %s, on %s",
+        ", ".join(sorted(press.signer.agencies)),
+        f"{press.workers} letter workers" if press.parallel else "the service's own process",
+    )
+    runtime = build_runtime(settings, clock=clock, delivery=delivery, press=press)
     app = create_service_app(runtime, title="Notification service", access=access)
     app.include_router(notices_router(lambda: runtime.pool, access))
     return app

@@ -25,9 +25,13 @@ from services.notification.delivery import (
 )
 from services.notification.document_signing import LetterSigner
 from services.notification.domain.notices import DEFAULT_PLACE
+from services.notification.letter_press import LetterPress
 from services.runtime.settings import ConfigurationError
 
 T = TypeVar("T", int, float)
+
+MAX_LETTER_WORKERS = 64
+"""More letter workers than this is a typo, not a machine."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,10 +46,13 @@ class DeliverySettings:
     letter_place: str = DEFAULT_PLACE
     letter_signing_dir: Path | None = None
     """Each agency's key, certificate and chain to sign its letters with (``LETTER_SIGNING_DIR``)."""
+    letter_workers: int = 0
+    """Processes that render and sign letters (``LETTER_WORKERS``, default one per core); 0: the
+    service's own process."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DeliverySettings:
-        """Read ``SMTP_*``, ``SMS_GATEWAY_*``, ``DELIVERY_*``, ``LETTER_PLACE`` and ``LETTER_SIGNING_DIR``."""
+        """Read ``SMTP_*``, ``SMS_GATEWAY_*``, ``DELIVERY_*`` and ``LETTER_*``."""
         env = os.environ if environ is None else environ
         smtp = SmtpSettings(
             host=env.get("SMTP_HOST") or "127.0.0.1",
@@ -69,6 +76,12 @@ class DeliverySettings:
         if retry.lease_seconds < 2 * smtp.timeout:
             # A lease shorter than a send could take would let a second worker send it again.
             raise ConfigurationError("DELIVERY_LEASE_SECONDS must be at least twice SMTP_TIMEOUT_SECONDS")
+        letter_workers = _number(env, "LETTER_WORKERS", os.cpu_count() or 1, int)
+        if not 0 <= letter_workers <= MAX_LETTER_WORKERS:
+            raise ConfigurationError(
+                f"LETTER_WORKERS={letter_workers}: from 0 (letters in the service's process)"
+                f" to {MAX_LETTER_WORKERS}"
+            )
         return cls(
             smtp=smtp,
             sms_gateway_url=env.get("SMS_GATEWAY_URL") or None,
@@ -76,6 +89,7 @@ class DeliverySettings:
             retry=retry,
             letter_place=env.get("LETTER_PLACE") or DEFAULT_PLACE,
             letter_signing_dir=Path(env["LETTER_SIGNING_DIR"]) if env.get("LETTER_SIGNING_DIR") else None,
+            letter_workers=letter_workers,
         )
 
     def letter_signer(self, agencies: Collection[str]) -> LetterSigner:
@@ -96,6 +110,19 @@ class DeliverySettings:
                 f"LETTER_SIGNING_DIR={self.letter_signing_dir} has no certificate for {', '.join(missing)}"
             )
         return signer
+
+    def letter_press(self, agencies: Mapping[str, str]) -> LetterPress:
+        """The press of ``agencies``' letters (names as letters print them), on ``letter_workers``.
+
+        :class:`ConfigurationError` when an agency has no certificate (see :meth:`letter_signer`).
+        """
+        return LetterPress(
+            self.letter_signer(agencies),
+            place=self.letter_place,
+            issuers=agencies,
+            workers=self.letter_workers,
+            signing_dir=self.letter_signing_dir,
+        )
 
     def channels(self) -> dict[str, Channel]:
         """The enabled channels: e-mail always, SMS when a gateway is configured."""

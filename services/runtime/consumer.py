@@ -23,9 +23,11 @@ dossier's attributes on it and measures the handoff latency once the transaction
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC
 
@@ -48,6 +50,9 @@ from services.runtime.unit_of_work import UnitOfWork, unit_of_work
 log = logging.getLogger(__name__)
 
 Handler = Callable[[UnitOfWork, CloudEvent], Awaitable[None]]
+
+Prepare = Callable[[Sequence[CloudEvent]], AbstractAsyncContextManager[None]]
+"""Entered with a batch's events before its transaction, left after it (see ``subscribe``)."""
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -107,6 +112,11 @@ class _Incoming:
     record: ConsumerRecord
     event: CloudEvent
     span: Span
+
+
+@contextlib.asynccontextmanager
+async def _nothing_to_prepare(events: Sequence[CloudEvent]) -> AsyncIterator[None]:
+    yield
 
 
 class _Unbatchable(Exception):
@@ -171,6 +181,7 @@ class RecordProcessor:
         consumer: str,
         accepts: tuple[type[DossierEvent], ...],
         handler: Handler,
+        prepare: Prepare | None = None,
     ) -> None:
         """Handle ``records`` (in order) exactly once in effect; returns when it is safe to commit."""
         incoming: list[_Incoming] = []
@@ -185,14 +196,15 @@ class RecordProcessor:
         if not incoming:
             return
         try:
-            if len(incoming) == 1:
-                await self._transact_alone(incoming[0], consumer, handler)
-                return
-            try:
-                await self._transact(incoming, consumer, handler)
-            except _Unbatchable:
-                for one in incoming:
-                    await self._transact_alone(one, consumer, handler)
+            async with (prepare or _nothing_to_prepare)([one.event for one in incoming]):
+                if len(incoming) == 1:
+                    await self._transact_alone(incoming[0], consumer, handler)
+                    return
+                try:
+                    await self._transact(incoming, consumer, handler)
+                except _Unbatchable:
+                    for one in incoming:
+                        await self._transact_alone(one, consumer, handler)
         finally:
             for one in incoming:
                 one.span.end()

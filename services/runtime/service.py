@@ -34,7 +34,7 @@ from contracts.events import DossierEvent
 from contracts.signing import KeyRegistry, SigningKey
 from services.runtime.batches import PromptBatchSubscriber, raw_records, tolerant_parser
 from services.runtime.clock import REQUEST_EVENT_TIME, Clock, clock_from_env, work_time
-from services.runtime.consumer import DeadLetters, Handler, RecordProcessor
+from services.runtime.consumer import DeadLetters, Handler, Prepare, RecordProcessor
 from services.runtime.database import Connection, Migration, create_pool, migrate
 from services.runtime.outbox_relay import OutboxRelay
 from services.runtime.provisioning import ensure_topics
@@ -186,11 +186,14 @@ class ServiceRuntime:
         consumer: str,
         accepts: tuple[type[DossierEvent], ...],
         handler: Handler,
+        prepare: Prepare | None = None,
     ) -> None:
         """Run ``handler`` for every event on ``topic`` of the types in ``accepts``.
 
         ``consumer`` names the Kafka consumer group and the inbox; keep it stable, or
-        the service would read the topic again from the start.
+        the service would read the topic again from the start. ``prepare`` (optional) is
+        entered with each batch's events before its transaction and left after it: work
+        that needs no database, started for the whole batch at once.
         """
         self.subscriptions.append(Subscription(topic, consumer, accepts))
         self._topics.add(topic)
@@ -221,7 +224,9 @@ class ServiceRuntime:
         # thread-pool hop per call, which cost a quarter of a bare relay's throughput.
         @subscriber
         async def on_records(records: Any) -> None:
-            await self.processor.process_batch(records, consumer=consumer, accepts=accepts, handler=handler)
+            await self.processor.process_batch(
+                records, consumer=consumer, accepts=accepts, handler=handler, prepare=prepare
+            )
             handled = self._handled.setdefault(consumer, {})
             for record in records:
                 handled[record.partition] = max(handled.get(record.partition, 0), record.offset + 1)

@@ -79,6 +79,9 @@ async def test_tiny_bench_reports_every_figure(services: Stack) -> None:
     assert results["saturation"]["dossiers"] == 4
     assert results["saturation"]["records_handled"] > 0
     assert set(results["service_rss_mb"]) == set(services.services)
+    # The notification service's letters are made by its letter workers, and their memory counts.
+    assert results["service_rss_mb"]["notification"]["workers"] >= 1
+    assert results["max_service_rss_mb"] >= results["service_rss_mb"]["notification"]["worker_peak"] > 0
     assert results["bare_relay"]["landed"] >= TINY.relay_records
     assert results["batched_relay"]["landed"] >= TINY.relay_records
     assert results["signed_relay"]["landed"] >= TINY.relay_records

@@ -50,6 +50,7 @@ from services.notification.delivery import (
 )
 from services.notification.document_signing import LetterSigner
 from services.notification.handlers import NoticeWriter
+from services.notification.letter_press import LetterPress
 from services.notification.settings import DeliverySettings
 from services.runtime.clock import ManualClock
 from services.runtime.database import create_pool, migrate
@@ -128,7 +129,7 @@ async def notification(stack: Stack) -> AsyncIterator[Notification]:
     )
     try:
         signer = LetterSigner.from_directory(stack.letter_signing_dir())
-        yield Notification(pool, clock, NoticeWriter(runtime=runtime, signer=signer))
+        yield Notification(pool, clock, NoticeWriter(runtime=runtime, press=LetterPress(signer)))
     finally:
         await pool.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await pool.close()
@@ -461,4 +462,4 @@ def test_the_service_wires_the_new_notices_and_the_delivery_worker() -> None:
     )
     (letters,) = [s for s in runtime.subscriptions if s.topic == topics.INTAKE_CITIZENS]
     assert {cls.__name__ for cls in letters.accepts} >= {"SupplementRequested", "ApologyIssued"}
-    assert [name for name, _ in runtime._background] == ["delivery"]
+    assert [name for name, _ in runtime._background] == ["letter_press", "delivery"]

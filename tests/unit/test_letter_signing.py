@@ -20,7 +20,8 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 
 from contracts.agencies import LAND_REGISTRY, NOTIFICATION, ONE_STOP, TAX
-from contracts.events import DossierReturned
+from contracts.envelope import CloudEvent
+from contracts.events import DossierEvent, DossierReturned
 from contracts.examples import EXAMPLES
 from infra.letter_ca import catalog_agencies, issue
 from infra.trust import TrustStore
@@ -28,6 +29,7 @@ from services.notification import store
 from services.notification.document_signing import LetterSigner, NoSigningCertificate, SigningFiles
 from services.notification.domain.notices import render
 from services.notification.handlers import NoticeWriter
+from services.notification.letter_press import LetterPress
 from services.notification.settings import DeliverySettings
 from services.runtime.consumer import EventRejected
 from services.runtime.kafka_access import KafkaAccess
@@ -155,15 +157,26 @@ async def test_an_agency_without_a_certificate_gets_no_signature(signer: LetterS
         await signer.sign(b"%PDF-1.4", agency="urban_management", location="Tân An")
 
 
-async def test_the_handler_dead_letters_a_letter_it_cannot_sign(signer: LetterSigner) -> None:
-    writer = NoticeWriter(runtime=unstarted_runtime(), signer=signer)
-    notice = render(EXAMPLES["vn.gov.dossier.returned.v1"])  # issued by the desk: no certificate here
-    assert notice is not None
-    with pytest.raises(EventRejected, match="one_stop"):
-        await writer.signed(notice)
-    signed = await writer.signed(rendered(apology()))
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "letter-worker"])
+async def test_the_handler_dead_letters_a_letter_it_cannot_sign(
+    signer: LetterSigner, signing_dir: Path, workers: int
+) -> None:
+    press = LetterPress(signer, workers=workers, signing_dir=signing_dir)
+    writer = NoticeWriter(runtime=unstarted_runtime(), press=press)
+    try:
+        # The result is issued by the desk, which has no certificate here.
+        with pytest.raises(EventRejected, match="one_stop"):
+            await writer.notice(enveloped(EXAMPLES["vn.gov.dossier.returned.v1"]))
+        signed = await writer.notice(enveloped(apology()))
+    finally:
+        press.close()
+    assert signed is not None
     assert signed.attachment is not None
     assert b"/ByteRange" in signed.attachment.data
+
+
+def enveloped(data: DossierEvent) -> CloudEvent:
+    return CloudEvent.wrap(data, source="urn:test", time=datetime.now(UTC))
 
 
 def test_every_letter_names_the_agency_that_signs_it() -> None:
