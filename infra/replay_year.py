@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from infra.bench.common import cpu_probe
 from infra.fresh import without_durability
 from infra.kafka import free_port
 from infra.kafka.acls import OPERATOR
@@ -29,6 +31,7 @@ from services.replay.report import expected, measured, render
 from services.replay.year import generate
 
 REPLAYED = default_services()
+REPLAYER = "replayer"
 
 
 async def run(scale: float, run_dir: Path, *, progress: bool = True) -> int:
@@ -81,7 +84,10 @@ async def run(scale: float, run_dir: Path, *, progress: bool = True) -> int:
             services={name: s.url for name, s in stack.services.items()},
             token=stack.token(*REPLAY_ROLES, subject="replayer"),
         )
+        cpu = cpu_probe(stack, own=REPLAYER)
+        before = cpu()
         report = await replay(recording, target, progress=progress)
+        used = {name: seconds - before.get(name, 0.0) for name, seconds in cpu().items()}
         system = await measured(stack.database_url, load_catalog())
     finally:
         stack.stop()
@@ -94,9 +100,25 @@ async def run(scale: float, run_dir: Path, *, progress: bool = True) -> int:
         f"replay: {report.wall_seconds:.1f} s wall for {report.inputs:,} events"
         f" = {report.events_per_s:,.0f} events/s; whole run {time.monotonic() - started:.1f} s"
     )
+    print(cpu_profile(used, report.wall_seconds))
     matches = system.figures() == generated.figures() and not report.refused
     print("every figure matches what was generated" if matches else "MISMATCH: see the rows marked NO")
     return 0 if matches else 1
+
+
+def cpu_profile(used: dict[str, float], wall_seconds: float) -> str:
+    """Where the replay's CPU went, by process, largest first, and how many cores that kept busy.
+
+    A service counts with the processes it started (notification's letter workers); Postgres
+    with its backends.
+    """
+    total = sum(used.values())
+    parts = ", ".join(
+        f"{name} {seconds:.1f} s" for name, seconds in sorted(used.items(), key=lambda kv: -kv[1])
+    )
+    cores = total / wall_seconds if wall_seconds > 0 else 0.0
+    busy = f"{cores:.2f} of {os.cpu_count()} cores busy on average"
+    return f"CPU during the replay: {total:.1f} s ({busy}): {parts}"
 
 
 def _say(message: str) -> None:

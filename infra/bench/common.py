@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import statistics
@@ -10,6 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from infra.kafka.cluster import KafkaCluster
+from infra.stack import Stack
 from services.runtime.kafka_access import KafkaAccess
 from services.runtime.provisioning import ensure_topics
 
@@ -122,3 +125,41 @@ def cpu_seconds(pid: int, *, tree: bool = True) -> float | None:
         if fields is not None:
             total += int(fields[11]) + int(fields[12])
     return total / tick
+
+
+OWN = "load generator"
+"""The name of the measuring process itself (the bench's load generator, the replayer)."""
+
+
+def component_pids(stack: Stack, *, own: str = OWN) -> dict[str, int]:
+    """The process of each part of ``stack`` (services, Kafka nodes, Postgres, mailbox) and our own."""
+    pids = {name: s.process.pid for name, s in stack.services.items() if s.process is not None}
+    nodes = (
+        stack.kafka.nodes if isinstance(stack.kafka, KafkaCluster) else [stack.kafka] if stack.kafka else []
+    )
+    for n, node in enumerate(nodes, 1):
+        if (pid := node.pid()) is not None:
+            pids["kafka" if len(nodes) == 1 else f"kafka-{n}"] = pid
+    if stack.postgres is not None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            postmaster = stack.postgres.data_dir / "postmaster.pid"
+            pids["postgres"] = int(postmaster.read_text().splitlines()[0])
+    if stack.mailbox is not None and stack.mailbox.process is not None:
+        pids["mailbox"] = stack.mailbox.process.pid
+    pids[own] = os.getpid()
+    return pids
+
+
+def cpu_probe(stack: Stack, *, own: str = OWN) -> Callable[[], dict[str, float]]:
+    """CPU seconds used so far by each part of ``stack`` (with the processes it started), and by us.
+
+    The processes are looked up at every reading: the scale-out phase adds instances.
+    """
+
+    def probe() -> dict[str, float]:
+        # Our own process alone: the services, Kafka and the mailbox are our children.
+        pids = component_pids(stack, own=own)
+        readings = {name: cpu_seconds(pid, tree=name != own) for name, pid in pids.items()}
+        return {name: value for name, value in readings.items() if value is not None}
+
+    return probe

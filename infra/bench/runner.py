@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -15,7 +14,6 @@ import sys
 import tempfile
 import traceback
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,11 +23,10 @@ from aiokafka import AIOKafkaConsumer
 
 from infra.bench import bare_relay, kafka_tools, letter_cost, peer_dbos, replay_speed, scale_out, signing_cost
 from infra.bench.bare_relay import SampleRecord
-from infra.bench.common import child_pids, cpu_seconds, memory_mb, say
+from infra.bench.common import child_pids, component_pids, cpu_probe, memory_mb, say
 from infra.bench.load import LoadDriver, Phase
 from infra.bench.report import TARGETS, machine, table
 from infra.kafka import KAFKA_VERSION, free_port
-from infra.kafka.cluster import KafkaCluster
 from infra.kafka.node import ADMIN_PRINCIPAL
 from infra.stack import REPO, SERVICES, Stack, interrupt_on_signals
 from services.runtime.kafka_access import KafkaAccess
@@ -147,39 +144,6 @@ def _service_memory(stack: Stack) -> dict[str, dict[str, float | None]]:
     return memory
 
 
-def _component_pids(stack: Stack) -> dict[str, int]:
-    pids = {name: s.process.pid for name, s in stack.services.items() if s.process is not None}
-    nodes = (
-        stack.kafka.nodes if isinstance(stack.kafka, KafkaCluster) else [stack.kafka] if stack.kafka else []
-    )
-    for n, node in enumerate(nodes, 1):
-        if (pid := node.pid()) is not None:
-            pids["kafka" if len(nodes) == 1 else f"kafka-{n}"] = pid
-    if stack.postgres is not None:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            postmaster = stack.postgres.data_dir / "postmaster.pid"
-            pids["postgres"] = int(postmaster.read_text().splitlines()[0])
-    if stack.mailbox is not None and stack.mailbox.process is not None:
-        pids["mailbox"] = stack.mailbox.process.pid
-    pids["load generator"] = os.getpid()
-    return pids
-
-
-def _cpu_probe(stack: Stack) -> Callable[[], dict[str, float]]:
-    """CPU seconds used so far by each component of the stack (and by the bench itself).
-
-    The processes are looked up at every reading: the scale-out phase adds instances.
-    """
-
-    def probe() -> dict[str, float]:
-        # The bench's own process alone: the services, Kafka and the mailbox are its children.
-        pids = _component_pids(stack)
-        readings = {name: cpu_seconds(pid, tree=name != "load generator") for name, pid in pids.items()}
-        return {name: value for name, value in readings.items() if value is not None}
-
-    return probe
-
-
 def _moderate_rate(config: BenchConfig, saturation: float) -> float:
     if config.moderate_rate is not None:
         return config.moderate_rate
@@ -236,7 +200,7 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
         database_url=stack.database_url,
         kafka=kafka,
         topic_prefix=prefix,
-        cpu_probe=_cpu_probe(stack),
+        cpu_probe=cpu_probe(stack),
     ) as driver:
         say(f"warm-up: {config.warmup_dossiers} dossiers through the whole route")
         warmup = await driver.closed_loop(
@@ -317,7 +281,7 @@ async def run_bench(stack: Stack, config: BenchConfig, *, machine_info: dict[str
             concurrency=config.concurrency,
             instances=config.instances,
         )
-        shared = {k: v for k, v in _component_pids(stack).items() if k in ("postgres", "mailbox")}
+        shared = {k: v for k, v in component_pids(stack).items() if k in ("postgres", "mailbox")}
         executors = peer_dbos.default_executors()
         say(
             f"DBOS peer: {config.saturation_dossiers} dossiers, {config.concurrency} in flight; {rate:g}/s;"

@@ -17,6 +17,7 @@ import pytest
 from contracts import topics
 from contracts.envelope import CloudEvent
 from contracts.events import DossierReceived, StepCompleted
+from infra.replay_year import cpu_profile
 from services.intake.app import load_catalog
 from services.intake.domain.catalog import Catalog
 from services.replay.report import expected, render
@@ -177,3 +178,9 @@ def test_a_slice_of_working_days_keeps_the_year_density() -> None:
     # Each sliced dossier comes with all its events, also those after the slice's last day.
     ids = {d.dossier_id.encode() for d in first_two.dossiers}
     assert first_two.records == [r for r in whole.records if r.key in ids]
+
+
+def test_the_cpu_profile_names_the_busiest_process_first_and_the_cores_kept_busy() -> None:
+    line = cpu_profile({"console": 4.0, "notification": 20.0, "replayer": 6.0}, wall_seconds=20.0)
+    assert line.startswith("CPU during the replay: 30.0 s (1.50 of ")
+    assert line.endswith(": notification 20.0 s, replayer 6.0 s, console 4.0 s")
