@@ -93,10 +93,18 @@ class LetterPress:
         return dataclasses.replace(notice, attachment=dataclasses.replace(letter, data=data))
 
     async def run(self) -> None:
-        """Hold the workers from the service's start to its stop (a background task)."""
+        """Hold the workers from the service's start to its stop (a background task).
+
+        The workers are started at once, not at the first letter: starting one imports the PDF
+        and signing libraries and loads the keys (1 to 2 s of CPU), which the first citizen's
+        letter, or the first minute of a replay, should not wait for.
+        """
         try:
             if self.parallel:
-                self._started()
+                pool = self._started()
+                # As many tasks as workers at once: the pool starts a worker for each.
+                loop = asyncio.get_running_loop()
+                await asyncio.gather(*(loop.run_in_executor(pool, _ready) for _ in range(self.workers)))
             await asyncio.Event().wait()
         finally:
             self.close()
@@ -146,6 +154,11 @@ def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
     # A pool's workers wait on a queue their parent also holds: a SIGKILLed service would leave them.
     parent.join()
     os._exit(0)
+
+
+def _ready() -> int:
+    assert _worker is not None, "not a letter worker"
+    return os.getpid()
 
 
 def _make(event: DossierEvent) -> Notice | None:

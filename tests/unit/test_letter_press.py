@@ -6,6 +6,8 @@ signatures checked by pyHanko's validator.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -28,6 +30,7 @@ from services.notification.handlers import NoticeWriter
 from services.notification.letter_press import LetterPress
 from services.notification.settings import DeliverySettings
 from services.runtime.settings import ConfigurationError
+from tests.dossier_samples import eventually_equal
 from tests.letter_signatures import trusting, validated
 from tests.unit.test_letter_signing import unstarted_runtime
 from tests.unit.test_letters import apology, pdf_text
@@ -151,3 +154,18 @@ def test_workers_need_the_directory_their_keys_come_from(signing_dir: Path) -> N
 
 def enveloped(data: DossierEvent) -> CloudEvent:
     return CloudEvent.wrap(data, source="urn:test", time=datetime.now(UTC))
+
+
+async def test_the_workers_start_with_the_service_not_at_the_first_letter(press: LetterPress) -> None:
+    running = asyncio.create_task(press.run())
+    try:
+
+        async def started() -> int:
+            return len(press.worker_pids())
+
+        await eventually_equal(started, press.workers, timeout=60)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert press.worker_pids() == []  # stopped with the service
