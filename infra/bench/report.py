@@ -261,7 +261,8 @@ def table(results: dict[str, Any]) -> str:
     ]
     for name, memory in results["service_rss_mb"].items():
         workers = (
-            f"; {memory['workers']} worker process(es), largest peak {_num(memory['worker_peak'], 0)} MiB"
+            f"; {memory['workers']} process(es) it started (letter workers, their resource tracker),"
+            f" largest peak {_num(memory['worker_peak'], 0)} MiB"
             if memory.get("workers")
             else ""
         )
