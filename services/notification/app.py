@@ -49,11 +49,10 @@ def build_runtime(
     runtime = ServiceRuntime(settings=settings, agency=NOTIFICATION, migrations=store.MIGRATIONS, clock=clock)
     channels = delivery.channels()
     if press is None:
-        issuers = {agency: info.name for agency, info in Catalog.load().agencies.items()}
         press = (
-            delivery.letter_press(issuers)
+            delivery.letter_press(issuers())
             if delivery.letter_signing_dir
-            else LetterPress(LetterSigner({}), place=delivery.letter_place, issuers=issuers)
+            else LetterPress(LetterSigner({}), place=delivery.letter_place, issuers=issuers())
         )
     NoticeWriter(runtime=runtime, press=press, channels=tuple(channels)).register()
     runtime.run_in_background("letter_press", press.run)
@@ -63,6 +62,11 @@ def build_runtime(
     runtime.run_in_background("delivery", worker.run)
     runtime.counts_backlog("deliveries_due", worker.count_due)
     return runtime
+
+
+def issuers() -> dict[str, str]:
+    """Every agency of the catalog, by machine name, as its letters print it."""
+    return {agency: info.name for agency, info in Catalog.load().agencies.items()}
 
 
 def create_app(
@@ -76,7 +80,7 @@ def create_app(
     settings = settings or ServiceSettings.from_env(NOTIFICATION, default_port=DEFAULT_PORT)
     access = access or Access.from_env()
     delivery = delivery or DeliverySettings.from_env()
-    press = delivery.letter_press({agency: info.name for agency, info in Catalog.load().agencies.items()})
+    press = delivery.letter_press(issuers())
     log.info(
         "letters are signed for %s, on %s",
         ", ".join(sorted(press.signer.agencies)),

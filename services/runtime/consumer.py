@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC
@@ -114,11 +114,6 @@ class _Incoming:
     span: Span
 
 
-@contextlib.asynccontextmanager
-async def _nothing_to_prepare(events: Sequence[CloudEvent]) -> AsyncIterator[None]:
-    yield
-
-
 class _Unbatchable(Exception):
     """A handler refused or failed inside a shared transaction: redo the batch record by record."""
 
@@ -196,7 +191,7 @@ class RecordProcessor:
         if not incoming:
             return
         try:
-            async with (prepare or _nothing_to_prepare)([one.event for one in incoming]):
+            async with prepare([one.event for one in incoming]) if prepare else contextlib.nullcontext():
                 if len(incoming) == 1:
                     await self._transact_alone(incoming[0], consumer, handler)
                     return
