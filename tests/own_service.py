@@ -65,6 +65,10 @@ def own_runtime(
     """
     name = name or f"owntest_{uuid.uuid4().hex[:8]}"
     topic = topics.handoffs(name)
+    # The desk's key signs what publish() writes; made on first use, it must be in the registry
+    # before the service reads it, or the first records are dead-lettered as signed by an
+    # unknown key until the registry's reload interval has passed (a test run alone did that).
+    stack.secrets.signing_key_path(ONE_STOP)
     runtime = ServiceRuntime(
         settings=stack.settings_for(
             name,
